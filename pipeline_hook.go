@@ -1,0 +1,347 @@
+package scripthook
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ProcessPipelineHook handles Pipeline, TxPipeline and Watch transactions:
+// EVAL/EVAL_RO go out as EVALSHA/EVALSHA_RO, a script's body crosses the wire
+// at most once per batch, in the batch, ahead of its first use, and results
+// and their order are those of the batch sent without the hook.
+//
+// go-redis calls this method for the plain and the transactional chain alike;
+// a transaction arrives wrapped as [MULTI, ..., EXEC], and its reader expects
+// exactly that shape, so added commands go inside it.
+func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		return h.processBatch(ctx, cmds, next)
+	}
+}
+
+// runBatch sends one batch (or, with WithMaxBatchSize, its sub-batches).
+func (h *Hook) runBatch(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook, bres *batchResult) error {
+	if h.node == nil || !h.sh.cfg.rewrite || !hasScript(cmds) {
+		return next(ctx, cmds)
+	}
+	tx := isTx(cmds)
+	n := h.sh.cfg.maxBatchSize
+	if tx || n <= 0 || len(cmds) <= n {
+		return h.sendBatch(ctx, cmds, tx, next, bres)
+	}
+	var first error
+	for start := 0; start < len(cmds); start += n {
+		end := min(start+n, len(cmds))
+		err := h.sendBatch(ctx, cmds[start:end], false, next, bres)
+		if err != nil && !isRedisError(err) {
+			// The connection failed: the rest was never sent. Give it the
+			// error, as go-redis does for the unsent part of one pipeline.
+			for _, c := range cmds[end:] {
+				c.SetErr(err)
+			}
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// hasScript reports whether any command is a script command; batches without
+// one go straight through.
+func hasScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if _, ok := parseScript(c.Args()); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// isTx reports whether the batch is a transaction as go-redis builds it.
+func isTx(cmds []redis.Cmder) bool {
+	if len(cmds) < 2 {
+		return false
+	}
+	_, multi := cmds[0].(*redis.StatusCmd)
+	_, exec := cmds[len(cmds)-1].(*redis.SliceCmd)
+	return multi && exec && cmds[0].Name() == "multi" && cmds[len(cmds)-1].Name() == "exec"
+}
+
+// How a caller's command went out in a batch.
+const (
+	sentAsIs     uint8 = iota // not a script, or a script we leave alone
+	sentBody                  // the caller's EVAL: the first use carries the body
+	sentRewrite               // the caller's EVAL as our EVALSHA
+	sentCallerSHA             // the caller's EVALSHA, as it is
+)
+
+// planned is one caller command of a batch and how it went out.
+type planned struct {
+	cmd redis.Cmder
+	bs  *batchScript
+	how uint8
+	sc  scriptCall
+}
+
+// batchScript is one script's state within one batch.
+type batchScript struct {
+	s *script
+	// carrier is the command that put the body on the server in this batch
+	// (the caller's first EVAL, or our SCRIPT LOAD); nil until there is one.
+	carrier redis.Cmder
+	// loadedBefore: the hook believed the node had the script when the batch
+	// was planned (for EVAL only in optimistic mode); gen is that belief's
+	// generation, for forget.
+	loadedBefore bool
+	gen          uint64
+}
+
+// batchPlan is the outgoing form of one batch.
+type batchPlan struct {
+	out     []redis.Cmder
+	items   []planned
+	scripts []*batchScript
+	index   map[*script]*batchScript // built once scripts gets long
+}
+
+func (p *batchPlan) lookup(s *script) *batchScript {
+	if p.index != nil {
+		return p.index[s]
+	}
+	for _, bs := range p.scripts {
+		if bs.s == s {
+			return bs
+		}
+	}
+	return nil
+}
+
+func (p *batchPlan) add(s *script) *batchScript {
+	bs := &batchScript{s: s}
+	p.scripts = append(p.scripts, bs)
+	if p.index != nil {
+		p.index[s] = bs
+	} else if len(p.scripts) > 16 {
+		p.index = make(map[*script]*batchScript, 2*len(p.scripts))
+		for _, b := range p.scripts {
+			p.index[b.s] = b
+		}
+	}
+	return bs
+}
+
+// sendBatch plans, sends and settles one batch.
+func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next redis.ProcessPipelineHook, bres *batchResult) error {
+	// Transactions are always strict: a NOSCRIPT inside EXEC cannot be
+	// repaired without running a script outside the transaction.
+	optimistic := !tx && h.sh.cfg.pipelineMode == PipelineOptimistic
+	p := h.plan(cmds, tx, optimistic, bres)
+	err := next(ctx, p.out)
+	h.settle(p, bres)
+	if optimistic {
+		if rerr, retried := h.retryNoScript(ctx, p, next, bres); retried {
+			err = rerr
+		}
+	}
+	return h.batchErr(cmds, err)
+}
+
+// plan builds the outgoing commands of a batch.
+func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) *batchPlan {
+	p := &batchPlan{
+		out:   make([]redis.Cmder, 0, len(cmds)+2),
+		items: make([]planned, len(cmds)),
+	}
+	for i, cmd := range cmds {
+		it := &p.items[i]
+		it.cmd = cmd
+		sc, ok := parseScript(cmd.Args())
+		if !ok || (tx && (i == 0 || i == len(cmds)-1)) {
+			p.out = append(p.out, cmd)
+			continue
+		}
+		it.sc = sc
+		bres.scripts++
+		if sc.kind.hasBody() {
+			s := h.sh.cache.forCall(&sc)
+			bs := p.lookup(s)
+			if bs == nil {
+				bs = p.add(s)
+				loaded, gen := h.node.loaded(s)
+				bs.loadedBefore, bs.gen = optimistic && loaded, gen
+			}
+			it.bs = bs
+			if bs.carrier == nil && !bs.loadedBefore {
+				// First use in the batch: the caller's own EVAL carries the
+				// body, so this command is exactly what it would have been.
+				bs.carrier = cmd
+				it.how = sentBody
+				bres.bodies++
+				p.out = append(p.out, cmd)
+				continue
+			}
+			it.how = sentRewrite
+			bres.rewritten++
+			p.out = append(p.out, newRewritten(cmd, sc.kind.shaArg(), bs.s.shaArg))
+			continue
+		}
+
+		// The caller's own EVALSHA goes out as written. If we know its body,
+		// no earlier command of this batch carried it, and we do not believe
+		// the node has it, a SCRIPT LOAD goes right before it (inside the
+		// MULTI for a transaction), so it cannot fail with NOSCRIPT.
+		it.how = sentCallerSHA
+		var s *script
+		if sha, ok := normalizeSHA(sc.sha); ok {
+			s = h.sh.cache.lookupSHA(sha)
+		}
+		if s != nil {
+			bs := p.lookup(s)
+			if bs == nil {
+				bs = p.add(s)
+				bs.loadedBefore, bs.gen = h.node.loaded(s)
+			}
+			it.bs = bs
+			if bs.carrier == nil && !bs.loadedBefore {
+				load := redis.NewStringCmd(context.Background(), "script", "load", s.body)
+				bs.carrier = load
+				bres.bodies++
+				p.out = append(p.out, load)
+			}
+		}
+		p.out = append(p.out, cmd)
+	}
+	return p
+}
+
+// settle fixes up replies after a batch and records what the node now has.
+func (h *Hook) settle(p *batchPlan, bres *batchResult) {
+	st := &h.sh.stats
+	st.bodiesSent.Add(int64(bres.bodies))
+	for i := range p.items {
+		it := &p.items[i]
+		if it.bs == nil {
+			continue
+		}
+		err := it.cmd.Err()
+		switch {
+		case it.how == sentRewrite:
+			st.rewritten.Add(1)
+			st.bytesSaved.Add(int64(savedBytes(&it.sc)))
+		}
+		if !isNoScript(err) {
+			if err == nil && it.how != sentBody {
+				h.node.markLoaded(it.bs.s)
+			}
+			continue
+		}
+		// NOSCRIPT. If the carrier failed (a compile error), plain EVAL would
+		// have given this command the carrier's error: the body is the same.
+		if c := it.bs.carrier; c != nil && c != it.cmd {
+			if cerr := c.Err(); cerr != nil && !isNoScript(cerr) && it.how == sentRewrite {
+				it.cmd.SetErr(cerr)
+				continue
+			}
+		}
+		h.node.forget(it.bs.s, it.bs.gen)
+	}
+	for _, bs := range p.scripts {
+		if bs.carrier != nil && loadedAfterBody(bs.carrier.Err()) {
+			h.node.markLoaded(bs.s)
+		}
+	}
+}
+
+// retryNoScript resends, in one more round trip, the rewritten commands of
+// an optimistic batch that failed with NOSCRIPT, but only when no command
+// that succeeded follows the first failure, so the retry cannot change the
+// order in which anything took effect. Otherwise the NOSCRIPT errors stay.
+func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.ProcessPipelineHook, bres *batchResult) (error, bool) {
+	first := -1
+	for i := range p.items {
+		it := &p.items[i]
+		if it.how == sentRewrite && isNoScript(it.cmd.Err()) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil, false
+	}
+	var failed []*planned
+	for i := first; i < len(p.items); i++ {
+		it := &p.items[i]
+		err := it.cmd.Err()
+		if err == nil || err == redis.Nil {
+			// Something took effect after the failure: retrying would run
+			// the failed scripts after it. Leave the errors.
+			h.sh.stats.noScriptPassed.Add(int64(countNoScript(p.items[first:])))
+			return nil, false
+		}
+		if it.how == sentRewrite && isNoScript(err) {
+			failed = append(failed, it)
+		}
+	}
+	rp := &batchPlan{out: make([]redis.Cmder, 0, len(failed))}
+	for _, it := range failed {
+		bs := rp.lookup(it.bs.s)
+		if bs == nil {
+			bs = rp.add(it.bs.s)
+			bs.carrier = it.cmd
+			bres.bodies++
+			h.sh.stats.bodiesSent.Add(1)
+			rp.out = append(rp.out, it.cmd) // the caller's EVAL, with its body
+			continue
+		}
+		rp.out = append(rp.out, newRewritten(it.cmd, it.sc.kind.shaArg(), bs.s.shaArg))
+	}
+	bres.reloads++
+	err := next(ctx, rp.out)
+	for _, bs := range rp.scripts {
+		if loadedAfterBody(bs.carrier.Err()) {
+			h.node.markLoaded(bs.s)
+		}
+	}
+	repaired := 0
+	for _, it := range failed {
+		if !isNoScript(it.cmd.Err()) {
+			repaired++
+		}
+	}
+	h.sh.stats.repaired.Add(int64(repaired))
+	return err, true
+}
+
+func countNoScript(items []planned) int {
+	n := 0
+	for i := range items {
+		if isNoScript(items[i].cmd.Err()) {
+			n++
+		}
+	}
+	return n
+}
+
+// batchErr is the error go-redis would return for the caller's batch: the
+// first command error in the caller's order, else a transport error.
+func (h *Hook) batchErr(cmds []redis.Cmder, err error) error {
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil {
+			return cerr
+		}
+	}
+	if err != nil && !isRedisError(err) {
+		return err
+	}
+	return nil
+}
+
+// isRedisError reports an error reply from the server, as opposed to a
+// transport or context error.
+func isRedisError(err error) bool {
+	var rerr redis.Error
+	return err != nil && asRedisError(err, &rerr)
+}
