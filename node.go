@@ -43,6 +43,8 @@ type slot struct {
 type flight struct {
 	done  chan struct{}
 	epoch uint64
+	// waiters counts callers that waited for this flight.
+	waiters atomic.Int32
 	// ok and gen are written once before done is closed, read only after:
 	// ok is true when the server confirmed it has the script, gen is the
 	// belief's generation (0 if the node was reset meanwhile).
@@ -184,12 +186,23 @@ func (n *nodeState) makeRoom() {
 
 // wait blocks until the flight ends or ctx is done.
 func (fl *flight) wait(ctx context.Context) (ok bool, gen uint64, err error) {
+	fl.waiters.Add(1)
 	select {
 	case <-fl.done:
 		return fl.ok, fl.gen, nil
 	case <-ctx.Done():
 		return false, 0, ctx.Err()
 	}
+}
+
+// inFlight returns the flight in progress for s, or nil (for tests).
+func (n *nodeState) inFlight(s *script) *flight {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if sl := n.slots[s]; sl != nil {
+		return sl.flight
+	}
+	return nil
 }
 
 // size reports how many scripts the node state tracks (for tests).

@@ -22,7 +22,14 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 
 // runBatch sends one batch (or, with WithMaxBatchSize, its sub-batches).
 func (h *Hook) runBatch(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook, bres *batchResult) error {
-	if h.node == nil || !h.sh.cfg.rewrite || !hasScript(cmds) {
+	if h.node == nil || !hasScript(cmds) {
+		return next(ctx, cmds)
+	}
+	if !h.sh.cfg.rewrite {
+		// Sent as written; only the bodies that go out are counted.
+		n := countBodies(cmds)
+		bres.bodies += n
+		h.sh.stats.bodiesSent.Add(int64(n))
 		return next(ctx, cmds)
 	}
 	tx := isTx(cmds)
@@ -58,6 +65,17 @@ func hasScript(cmds []redis.Cmder) bool {
 		}
 	}
 	return false
+}
+
+// countBodies counts the commands that carry a script body.
+func countBodies(cmds []redis.Cmder) int {
+	n := 0
+	for _, c := range cmds {
+		if sc, ok := parseScript(c.Args()); ok && sc.kind.hasBody() {
+			n++
+		}
+	}
+	return n
 }
 
 // isTx reports whether the batch is a transaction as go-redis builds it.
@@ -101,6 +119,7 @@ type batchScript struct {
 
 // batchPlan is the outgoing form of one batch.
 type batchPlan struct {
+	bodies  int // bodies this batch carries
 	out     []redis.Cmder
 	items   []planned
 	scripts []*batchScript
@@ -179,7 +198,7 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 				// body, so this command is exactly what it would have been.
 				bs.carrier = cmd
 				it.how = sentBody
-				bres.bodies++
+				p.bodies++
 				p.out = append(p.out, cmd)
 				continue
 			}
@@ -208,7 +227,7 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 			if bs.carrier == nil && !bs.loadedBefore {
 				load := redis.NewStringCmd(context.Background(), "script", "load", s.body)
 				bs.carrier = load
-				bres.bodies++
+				p.bodies++
 				p.out = append(p.out, load)
 			}
 		}
@@ -220,7 +239,8 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 // settle fixes up replies after a batch and records what the node now has.
 func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 	st := &h.sh.stats
-	st.bodiesSent.Add(int64(bres.bodies))
+	st.bodiesSent.Add(int64(p.bodies))
+	bres.bodies += p.bodies
 	for i := range p.items {
 		it := &p.items[i]
 		if it.bs == nil {
