@@ -184,56 +184,59 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 		}
 		it.sc = sc
 		bres.scripts++
-		if sc.kind.hasBody() {
-			s := h.sh.cache.forCall(&sc)
-			bs := p.lookup(s)
-			if bs == nil {
-				bs = p.add(s)
-				loaded, gen := h.node.loaded(s)
-				bs.loadedBefore, bs.gen = optimistic && loaded, gen
-			}
-			it.bs = bs
-			if bs.carrier == nil && !bs.loadedBefore {
-				// First use in the batch: the caller's own EVAL carries the
-				// body, so this command is exactly what it would have been.
-				bs.carrier = cmd
-				it.how = sentBody
-				p.bodies++
-				p.out = append(p.out, cmd)
-				continue
-			}
-			it.how = sentRewrite
-			bres.rewritten++
-			p.out = append(p.out, newRewritten(cmd, sc.kind.shaArg(), bs.s.shaArg))
-			continue
-		}
-
-		// The caller's own EVALSHA goes out as written. If we know its body,
-		// no earlier command of this batch carried it, and we do not believe
-		// the node has it, a SCRIPT LOAD goes right before it (inside the
-		// MULTI for a transaction), so it cannot fail with NOSCRIPT.
-		it.how = sentCallerSHA
 		var s *script
-		if sha, ok := normalizeSHA(sc.sha); ok {
+		if sc.kind.hasBody() {
+			s = h.sh.cache.forCall(&sc)
+		} else if sha, ok := normalizeSHA(sc.sha); ok {
 			s = h.sh.cache.lookupSHA(sha)
 		}
-		if s != nil {
-			bs := p.lookup(s)
-			if bs == nil {
-				bs = p.add(s)
-				bs.loadedBefore, bs.gen = h.node.loaded(s)
-			}
-			it.bs = bs
-			if bs.carrier == nil && !bs.loadedBefore {
-				load := redis.NewStringCmd(context.Background(), "script", "load", s.body)
-				bs.carrier = load
-				p.bodies++
-				p.out = append(p.out, load)
-			}
+		if s == nil {
+			// An EVALSHA whose body we do not know goes out as written.
+			it.how = sentCallerSHA
+			p.out = append(p.out, cmd)
+			continue
 		}
-		p.out = append(p.out, cmd)
+		bs := p.lookup(s)
+		if bs == nil {
+			bs = p.add(s)
+			loaded, gen := h.node.loaded(s)
+			bs.loadedBefore, bs.gen = optimistic && loaded, gen
+		}
+		it.bs = bs
+		p.place(it)
 	}
 	return p
+}
+
+// place appends the outgoing form of one script command whose body we know.
+// The first use of a script in the batch carries its body, unless (optimistic
+// mode) the node is believed to have it: the caller's own EVAL as it is, or a
+// SCRIPT LOAD right before the caller's EVALSHA (inside the MULTI for a
+// transaction), whose failure then gives that EVALSHA exactly the NOSCRIPT
+// plain EVALSHA would get. Later uses go by SHA1.
+func (p *batchPlan) place(it *planned) {
+	bs := it.bs
+	needBody := bs.carrier == nil && !bs.loadedBefore
+	if it.sc.kind.hasBody() {
+		if needBody {
+			bs.carrier = it.cmd
+			it.how = sentBody
+			p.bodies++
+			p.out = append(p.out, it.cmd)
+			return
+		}
+		it.how = sentRewrite
+		p.out = append(p.out, newRewritten(it.cmd, it.sc.kind.shaArg(), bs.s.shaArg))
+		return
+	}
+	it.how = sentCallerSHA
+	if needBody {
+		load := redis.NewStringCmd(context.Background(), "script", "load", bs.s.body)
+		bs.carrier = load
+		p.bodies++
+		p.out = append(p.out, load)
+	}
+	p.out = append(p.out, it.cmd)
 }
 
 // settle fixes up replies after a batch and records what the node now has.
@@ -275,15 +278,15 @@ func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 	}
 }
 
-// retryNoScript resends, in one more round trip, the rewritten commands of
-// an optimistic batch that failed with NOSCRIPT, but only when no command
-// that succeeded follows the first failure, so the retry cannot change the
-// order in which anything took effect. Otherwise the NOSCRIPT errors stay.
+// retryNoScript resends, in one more round trip, the script commands of an
+// optimistic batch that failed with NOSCRIPT (those whose body we know), but
+// only when no command that succeeded follows the first failure, so the
+// retry cannot change the order in which anything took effect. Otherwise the
+// NOSCRIPT errors stay.
 func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.ProcessPipelineHook, bres *batchResult) (error, bool) {
 	first := -1
 	for i := range p.items {
-		it := &p.items[i]
-		if it.how == sentRewrite && isNoScript(it.cmd.Err()) {
+		if it := &p.items[i]; it.bs != nil && isNoScript(it.cmd.Err()) {
 			first = i
 			break
 		}
@@ -301,24 +304,22 @@ func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.Proce
 			h.sh.stats.noScriptPassed.Add(int64(countNoScript(p.items[first:])))
 			return nil, false
 		}
-		if it.how == sentRewrite && isNoScript(err) {
+		if it.bs != nil && isNoScript(err) {
 			failed = append(failed, it)
 		}
 	}
-	rp := &batchPlan{out: make([]redis.Cmder, 0, len(failed))}
+	rp := &batchPlan{out: make([]redis.Cmder, 0, len(failed)+2)}
 	for _, it := range failed {
 		bs := rp.lookup(it.bs.s)
 		if bs == nil {
 			bs = rp.add(it.bs.s)
-			bs.carrier = it.cmd
-			bres.bodies++
-			h.sh.stats.bodiesSent.Add(1)
-			rp.out = append(rp.out, it.cmd) // the caller's EVAL, with its body
-			continue
 		}
-		rp.out = append(rp.out, newRewritten(it.cmd, it.sc.kind.shaArg(), bs.s.shaArg))
+		it.bs = bs
+		rp.place(it)
 	}
 	bres.reloads++
+	bres.bodies += rp.bodies
+	h.sh.stats.bodiesSent.Add(int64(rp.bodies))
 	err := next(ctx, rp.out)
 	for _, bs := range rp.scripts {
 		if loadedAfterBody(bs.carrier.Err()) {
@@ -327,7 +328,9 @@ func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.Proce
 	}
 	repaired := 0
 	for _, it := range failed {
-		if !isNoScript(it.cmd.Err()) {
+		if isNoScript(it.cmd.Err()) {
+			h.sh.stats.noScriptPassed.Add(1)
+		} else {
 			repaired++
 		}
 	}

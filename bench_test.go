@@ -1,0 +1,79 @@
+package scripthook
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// nopNext is the rest of the chain doing nothing: what remains is the hook's
+// own cost.
+func nopNext(context.Context, redis.Cmder) error { return nil }
+
+// BenchmarkNonScript is a command that is not a script, through the hook.
+func BenchmarkNonScript(b *testing.B) {
+	p := New(WithTracing(false)).ProcessHook(nopNext)
+	ctx := context.Background()
+	cmd := redis.NewStringCmd(ctx, "get", "key")
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = p(ctx, cmd)
+	}
+}
+
+func benchBody(size int) string {
+	const tail = "return redis.call('INCR', KEYS[1])"
+	return strings.Repeat("-", size-len(tail)-1) + "\n" + tail
+}
+
+// BenchmarkWarmEval is an EVAL of a script the node has, rewritten to
+// EVALSHA: the cost must not grow with the body's length.
+func BenchmarkWarmEval(b *testing.B) {
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"200B", 200}, {"32KB", 32 << 10}} {
+		b.Run(size.name, func(b *testing.B) {
+			for _, tr := range []struct {
+				name string
+				opts []Option
+			}{
+				{"tracing-off", []Option{WithTracing(false)}},
+				{"global-noop-provider", nil},
+			} {
+				b.Run(tr.name, func(b *testing.B) {
+					h := New(tr.opts...)
+					p := h.ProcessHook(nopNext)
+					ctx := context.Background()
+					body := benchBody(size.n)
+					cmd := redis.NewCmd(ctx, "eval", body, 1, "key", "arg")
+					sc, _ := parseScript(cmd.Args())
+					h.node.markLoaded(h.sh.cache.forCall(&sc))
+					b.ReportAllocs()
+					for b.Loop() {
+						_ = p(ctx, cmd)
+					}
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkWarmEvalParallel is the same from many goroutines at once.
+func BenchmarkWarmEvalParallel(b *testing.B) {
+	h := New(WithTracing(false))
+	p := h.ProcessHook(nopNext)
+	ctx := context.Background()
+	body := benchBody(32 << 10)
+	cmd := redis.NewCmd(ctx, "eval", body, 1, "key", "arg")
+	sc, _ := parseScript(cmd.Args())
+	h.node.markLoaded(h.sh.cache.forCall(&sc))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_ = p(ctx, cmd)
+		}
+	})
+}
