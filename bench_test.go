@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // nopNext is the rest of the chain doing nothing: what remains is the hook's
@@ -76,4 +78,32 @@ func BenchmarkWarmEvalParallel(b *testing.B) {
 			_ = p(ctx, cmd)
 		}
 	})
+}
+
+// BenchmarkTracing is the warm script path under each sampling regime.
+func BenchmarkTracing(b *testing.B) {
+	regimes := []struct {
+		name string
+		opts []Option
+	}{
+		{"off", []Option{WithTracing(false)}},
+		{"noop-provider", []Option{WithTracerProvider(noop.NewTracerProvider())}},
+		{"never-sample", []Option{WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())))}},
+		{"always-sample", []Option{WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample())))}},
+		{"always-sample-query-text", []Option{WithQueryText(true), WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample())))}},
+	}
+	for _, r := range regimes {
+		b.Run(r.name, func(b *testing.B) {
+			h := New(r.opts...)
+			p := h.ProcessHook(nopNext)
+			ctx := context.Background()
+			cmd := redis.NewCmd(ctx, "eval", benchBody(4<<10), 1, "key", "arg")
+			sc, _ := parseScript(cmd.Args())
+			h.node.markLoaded(h.sh.cache.forCall(&sc))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = p(ctx, cmd)
+			}
+		})
+	}
 }

@@ -34,6 +34,9 @@ type Hook struct {
 	sh   *shared
 	node *nodeState // nil for roleTop
 	role role
+	// db is the database index for db.namespace, "" when unknown (a Hook
+	// added with AddHook cannot see the client's options; Install can).
+	db string
 }
 
 var _ redis.Hook = (*Hook)(nil)
@@ -52,7 +55,7 @@ type shared struct {
 func New(opts ...Option) *Hook {
 	cfg := newConfig(opts)
 	sh := &shared{cfg: cfg, cache: newSHACache(cfg.cacheSize)}
-	sh.tel = newTelemetry(&sh.cfg)
+	sh.tel = newTelemetry(&sh.cfg, sh)
 	return &Hook{sh: sh, node: newNodeState(nodeLimit(cfg)), role: roleClient}
 }
 
@@ -98,26 +101,16 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// result is what happened to one script command, for traces and metrics.
-type result struct {
-	script *script
-	// sent is the command that went out last (EVALSHA after a rewrite).
-	sent      scriptKind
-	rewritten bool
-	reloaded  bool
-	bodies    int
-}
-
 // runScript sends one script command through next, rewriting and repairing
 // it where this Hook can.
-func (h *Hook) runScript(ctx context.Context, cmd redis.Cmder, sc *scriptCall, next redis.ProcessHook, res *result) error {
+// s is the script as resolveScript found it.
+func (h *Hook) runScript(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *script, next redis.ProcessHook, res *result) error {
 	res.sent = sc.kind
+	res.script = s
 	if h.node == nil {
 		return next(ctx, cmd) // roleTop: the node hooks below do the work
 	}
 	if sc.kind.hasBody() {
-		s := h.sh.cache.forCall(sc)
-		res.script = s
 		if !h.sh.cfg.rewrite {
 			err := next(ctx, cmd)
 			res.bodies++
@@ -141,11 +134,6 @@ func (h *Hook) runScript(ctx context.Context, cmd redis.Cmder, sc *scriptCall, n
 	// EVALSHA from the caller: it goes out as it is. Only a body we know lets
 	// us repair a NOSCRIPT; otherwise the caller sees it (redis.Script.Run
 	// then falls back to EVAL, and we learn the body from that).
-	var s *script
-	if sha, ok := normalizeSHA(sc.sha); ok {
-		s = h.sh.cache.lookupSHA(sha)
-	}
-	res.script = s
 	var gen uint64
 	if s != nil {
 		_, gen = h.node.loaded(s)
@@ -165,6 +153,18 @@ func (h *Hook) runScript(ctx context.Context, cmd redis.Cmder, sc *scriptCall, n
 	}
 	h.node.forget(s, gen)
 	return h.repair(ctx, cmd, sc, s, next, res)
+}
+
+// resolveScript finds the script a call runs: learned from an EVAL's body,
+// or looked up by an EVALSHA's SHA1 (nil when the body is unknown).
+func (h *Hook) resolveScript(sc *scriptCall) *script {
+	if sc.kind.hasBody() {
+		return h.sh.cache.forCall(sc)
+	}
+	if sha, ok := normalizeSHA(sc.sha); ok {
+		return h.sh.cache.lookupSHA(sha)
+	}
+	return nil
 }
 
 // repair handles a NOSCRIPT: the body goes out once, as a single EVAL that
@@ -189,16 +189,20 @@ func (h *Hook) repair(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *s
 func (h *Hook) load(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *script, next redis.ProcessHook, res *result) error {
 	loaded, gen, fl, lead := h.node.begin(s)
 	if lead {
+		res.how = howSent
 		err := h.sendBody(ctx, cmd, sc, s, next, res)
 		h.node.finish(s, fl, loadedAfterBody(err))
 		return err
 	}
 	if !loaded {
+		res.how = howWaited
 		ok, fgen, err := fl.wait(ctx)
 		if err != nil {
 			return err
 		}
 		loaded, gen = ok, fgen
+	} else {
+		res.how = howLoadedMeanwhile
 	}
 	if loaded {
 		err := h.sendSHA(ctx, cmd, sc, s, next, res)

@@ -3,6 +3,7 @@ package scripthook
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 	"weak"
@@ -32,15 +33,17 @@ const installTimeout = 10 * time.Second
 func (h *Hook) Install(rdb redis.UniversalClient) error {
 	switch c := rdb.(type) {
 	case *redis.Client:
+		h.db = strconv.Itoa(c.Options().DB)
 		c.AddHook(h)
 		return nil
 	case *redis.ClusterClient:
-		c.AddHook(&Hook{sh: h.sh, role: roleTop})
-		c.OnNewNode(h.attachNode)
+		// A cluster has database 0 only.
+		c.AddHook(&Hook{sh: h.sh, role: roleTop, db: "0"})
+		c.OnNewNode(func(node *redis.Client) { h.attachNode(node, "0") })
 		ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 		defer cancel()
 		err := c.ForEachShard(ctx, func(_ context.Context, node *redis.Client) error {
-			h.attachNode(node)
+			h.attachNode(node, "0")
 			return nil
 		})
 		if err != nil {
@@ -48,12 +51,13 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 		}
 		return nil
 	case *redis.Ring:
-		c.AddHook(&Hook{sh: h.sh, role: roleTop})
-		c.OnNewNode(h.attachNode)
+		db := strconv.Itoa(c.Options().DB)
+		c.AddHook(&Hook{sh: h.sh, role: roleTop, db: db})
+		c.OnNewNode(func(shard *redis.Client) { h.attachNode(shard, db) })
 		// A Ring's shards exist from construction; ForEachShard reaches them
 		// without a network round trip.
 		return c.ForEachShard(context.Background(), func(_ context.Context, shard *redis.Client) error {
-			h.attachNode(shard)
+			h.attachNode(shard, db)
 			return nil
 		})
 	case nil:
@@ -64,11 +68,11 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 }
 
 // attachNode gives a node client its own node hook, once.
-func (h *Hook) attachNode(node *redis.Client) {
+func (h *Hook) attachNode(node *redis.Client, db string) {
 	if !h.sh.nodes.claim(node) {
 		return
 	}
-	node.AddHook(&Hook{sh: h.sh, node: newNodeState(nodeLimit(h.sh.cfg)), role: roleNode})
+	node.AddHook(&Hook{sh: h.sh, node: newNodeState(nodeLimit(h.sh.cfg)), role: roleNode, db: db})
 }
 
 // nodeRegistry remembers which node clients have a hook, without keeping

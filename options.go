@@ -50,6 +50,8 @@ type config struct {
 	maxChildSpans int
 	tp            trace.TracerProvider
 	mp            metric.MeterProvider
+	// tpGiven says the provider came from WithTracerProvider, not the global.
+	tpGiven bool
 }
 
 func newConfig(opts []Option) config {
@@ -137,6 +139,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) {
 		if tp != nil {
 			c.tp = tp
+			c.tpGiven = true
 		}
 	})
 }

@@ -22,8 +22,8 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 
 // runBatch sends one batch (or, with WithMaxBatchSize, its sub-batches).
 func (h *Hook) runBatch(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook, bres *batchResult) error {
-	if h.node == nil || !hasScript(cmds) {
-		return next(ctx, cmds)
+	if h.node == nil {
+		return next(ctx, cmds) // roleTop: the node hooks below do the work
 	}
 	if !h.sh.cfg.rewrite {
 		// Sent as written; only the bodies that go out are counted.
@@ -165,6 +165,9 @@ func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next 
 			err = rerr
 		}
 	}
+	if bres.trace != nil {
+		bres.trace.collect(p.items)
+	}
 	return h.batchErr(cmds, err)
 }
 
@@ -252,6 +255,7 @@ func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 		err := it.cmd.Err()
 		switch {
 		case it.how == sentRewrite:
+			bres.rewritten++
 			st.rewritten.Add(1)
 			st.bytesSaved.Add(int64(savedBytes(&it.sc)))
 		}

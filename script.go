@@ -79,6 +79,8 @@ type scriptCall struct {
 	// sha is the caller's SHA1 argument of EVALSHA/EVALSHA_RO, as given.
 	sha     string
 	numKeys int
+	// nargs counts the keys and arguments after numkeys.
+	nargs int
 }
 
 // bodyLen is the length of the script body in bytes.
@@ -123,6 +125,7 @@ func parseScript(args []interface{}) (scriptCall, bool) {
 		return sc, false
 	}
 	sc.numKeys = n
+	sc.nargs = len(args) - 3
 	if sc.kind.hasBody() {
 		switch b := args[1].(type) {
 		case string:

@@ -26,8 +26,10 @@ type script struct {
 	// lock; at most one per script, so the index stays bounded.
 	alias     bodyID
 	aliasBody string
-	// name is the name given to Register, read by tracing.
-	name atomic.Pointer[string]
+	// name is the name given to Register, read by tracing; names caches the
+	// span names built from it, indexed by scriptKind (reset on rename).
+	name  atomic.Pointer[string]
+	names atomic.Pointer[[5]string]
 	// used is the clock bit: set on every hit, cleared by the eviction hand.
 	used atomic.Bool
 	// evicted is set once the script has left the cache, so that per-node
@@ -175,6 +177,7 @@ func (c *shaCache) register(name, body string) *script {
 	s := c.add(hex.EncodeToString(sum[:]), body, stringID(body), true)
 	if name != "" {
 		s.name.Store(&name)
+		s.names.Store(nil)
 	}
 	return s
 }

@@ -1,0 +1,91 @@
+package scripthook
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/dbconv"
+)
+
+// durationBuckets are the bucket boundaries the database conventions advise
+// for db.client.operation.duration, in seconds.
+var durationBuckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10}
+
+// metrics are a Hook's instruments: the semconv duration histogram, recorded
+// per script run and per batch, and counters read from Stats when the SDK
+// collects (so they cost nothing on the call path).
+type metrics struct {
+	duration dbconv.ClientOperationDuration
+}
+
+func newMetrics(cfg *config, sh *shared) *metrics {
+	meter := cfg.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
+	m := &metrics{}
+	var err error
+	m.duration, err = dbconv.NewClientOperationDuration(meter,
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err != nil {
+		otel.Handle(err)
+	}
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, err := meter.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			otel.Handle(err)
+		}
+		return c
+	}
+	reloads := counter("scripthook.noscript.repaired", "{reply}", "NOSCRIPT replies scripthook repaired by reloading the script.")
+	passed := counter("scripthook.noscript.passed", "{reply}", "NOSCRIPT replies that reached the caller.")
+	bodies := counter("scripthook.bodies.sent", "{body}", "Script bodies sent to a server.")
+	rewritten := counter("scripthook.commands.rewritten", "{command}", "EVAL commands sent as EVALSHA.")
+	saved := counter("scripthook.request.bytes_saved", "By", "Request bytes not sent thanks to EVALSHA.")
+	system := metric.WithAttributes(semconv.DBSystemNameRedis)
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		st := &sh.stats
+		o.ObserveInt64(reloads, st.repaired.Load(), system)
+		o.ObserveInt64(passed, st.noScriptPassed.Load(), system)
+		o.ObserveInt64(bodies, st.bodiesSent.Load(), system)
+		o.ObserveInt64(rewritten, st.rewritten.Load(), system)
+		o.ObserveInt64(saved, st.bytesSaved.Load(), system)
+		return nil
+	}, reloads, passed, bodies, rewritten, saved)
+	if err != nil {
+		otel.Handle(err)
+	}
+	return m
+}
+
+// enabled reports whether the duration is recorded at all, so that the call
+// path reads no clock without an SDK.
+func (m *metrics) enabled(ctx context.Context) bool {
+	return m.duration.Inst().Enabled(ctx)
+}
+
+// recordScript records one script run.
+func (m *metrics) recordScript(ctx context.Context, d time.Duration, h *Hook, sc *scriptCall, s *script, res *result, err error) {
+	attrs := make([]attribute.KeyValue, 0, 8)
+	attrs = append(attrs, semconv.DBOperationName(res.sent.String()))
+	if s != nil {
+		attrs = append(attrs, semconv.DBStoredProcedureName(s.displayName()))
+	}
+	attrs = append(attrs, h.nodeAttrs(res.node)...)
+	attrs = appendErrAttrs(attrs, err)
+	m.duration.Record(ctx, d.Seconds(), dbconv.SystemNameAttr(semconv.DBSystemNameRedis.Value.AsString()), attrs...)
+}
+
+// recordBatch records one batch as a single operation, as the conventions
+// ask.
+func (m *metrics) recordBatch(ctx context.Context, d time.Duration, h *Hook, op string, node *nodeState, err error) {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	attrs = append(attrs, semconv.DBOperationName(op))
+	attrs = append(attrs, h.nodeAttrs(node)...)
+	if err != nil && err != redis.Nil {
+		attrs = appendErrAttrs(attrs, err)
+	}
+	m.duration.Record(ctx, d.Seconds(), dbconv.SystemNameAttr(semconv.DBSystemNameRedis.Value.AsString()), attrs...)
+}
