@@ -63,7 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer tgt.close()
 
-	plain, hooked, err := runBoth(ctx, tgt, cfg)
+	tr := newTracing()
+	defer func() { _ = tr.tp.Shutdown(context.Background()) }()
+	plain, hooked, err := runBoth(ctx, tgt, cfg, tr)
 	// Delete the keys even after a failure: a real server is left as it was.
 	if cerr := tgt.deleteKeys(ctx); cerr != nil && err == nil {
 		err = fmt.Errorf("cleaning up: %w", cerr)
@@ -73,23 +75,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	printReport(stdout, tgt.desc, cfg, plain, hooked)
-
-	// ---- More output about the hook run goes here, below the table. ----
-	// For example an OpenTelemetry span waterfall: give hookOptions a
-	// scripthook.WithTracerProvider backed by an in-memory exporter, and
-	// print its spans here.
+	printWaterfall(stdout, tr)
 
 	return verdict(stderr, plain, hooked)
 }
 
 // runBoth runs the workload without and then with the hook.
-func runBoth(ctx context.Context, tgt *target, cfg config) (plain, hooked runResult, err error) {
+func runBoth(ctx context.Context, tgt *target, cfg config, tr *tracing) (plain, hooked runResult, err error) {
 	script := buildScript()
 	plain, err = runOnce(ctx, tgt, cfg, script, "plain", nil)
 	if err != nil {
 		return plain, hooked, fmt.Errorf("plain run: %w", err)
 	}
-	hook := scripthook.New(hookOptions()...)
+	hook := scripthook.New(hookOptions(tr)...)
+	// A registered name shows in the spans instead of the SHA1.
+	hook.Register("rate-limiter", script)
 	hooked, err = runOnce(ctx, tgt, cfg, script, "hook", hook)
 	if err != nil {
 		return plain, hooked, fmt.Errorf("hook run: %w", err)
@@ -98,10 +98,10 @@ func runBoth(ctx context.Context, tgt *target, cfg config) (plain, hooked runRes
 }
 
 // hookOptions configures the hook of the second run. The defaults are what
-// the demo is about; this is the one place to change them (tracing,
-// pipeline mode, ...).
-func hookOptions() []scripthook.Option {
-	return nil
+// the demo is about, plus spans recorded in memory for the waterfall; this
+// is the one place to change them (pipeline mode, ...).
+func hookOptions(tr *tracing) []scripthook.Option {
+	return []scripthook.Option{scripthook.WithTracerProvider(tr.tp)}
 }
 
 // parseFlags reads the command line. ok is false when run must return

@@ -173,7 +173,15 @@ func checkReport(t *testing.T, out string, masters int) {
 	if strings.Contains(out, "note:") {
 		t.Errorf("the hook's count of bodies disagrees with the wire:\n%s", out)
 	}
-	if n := strings.Count(out, "\n"); n >= 25 {
+	table, spans, found := strings.Cut(out, "\nspans of the hook run:")
+	if !found {
+		t.Errorf("no span waterfall:\n%s", out)
+	}
+	if !strings.Contains(spans, "rate-limiter") || !strings.Contains(spans, "reloaded (NOSCRIPT)") ||
+		!strings.Contains(spans, "PIPELINE") || !strings.Contains(spans, "MULTI") {
+		t.Errorf("the waterfall misses a script call, the repaired call, a pipeline or a transaction:\n%s", spans)
+	}
+	if n := strings.Count(table, "\n"); n >= 25 {
 		t.Errorf("report is %d lines, want fewer than 25", n)
 	}
 }
