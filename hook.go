@@ -146,7 +146,7 @@ func (h *Hook) runScript(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s
 		return err
 	}
 	if !isNoScript(err) {
-		if err == nil {
+		if loadedAfterBody(err) { // it ran: the server has it
 			h.node.markLoaded(s)
 		}
 		return err

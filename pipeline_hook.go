@@ -165,6 +165,9 @@ func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next 
 			err = rerr
 		}
 	}
+	// Whatever NOSCRIPT is left reaches the caller: an EVALSHA whose body we
+	// do not know, or (strict) a flush inside the batch's own execution.
+	h.sh.stats.noScriptPassed.Add(int64(countNoScript(p.items)))
 	if bres.trace != nil {
 		bres.trace.collect(p.items)
 	}
@@ -305,7 +308,6 @@ func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.Proce
 		if err == nil || err == redis.Nil {
 			// Something took effect after the failure: retrying would run
 			// the failed scripts after it. Leave the errors.
-			h.sh.stats.noScriptPassed.Add(int64(countNoScript(p.items[first:])))
 			return nil, false
 		}
 		if it.bs != nil && isNoScript(err) {
@@ -332,9 +334,7 @@ func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.Proce
 	}
 	repaired := 0
 	for _, it := range failed {
-		if isNoScript(it.cmd.Err()) {
-			h.sh.stats.noScriptPassed.Add(1)
-		} else {
+		if !isNoScript(it.cmd.Err()) {
 			repaired++
 		}
 	}

@@ -147,6 +147,7 @@ func testPipelineAgainstPlain(t *testing.T, mode scripthook.PipelineMode) {
 						(state == "flushed" || state == "restarted")
 					if !mayMiss || equalStrings(want, got) {
 						assert.Equal(t, want, got)
+						assert.Zero(t, r.h.Stats().NoScriptPassed)
 						if !mayMiss {
 							// Bodies as promised: at most one per script per batch.
 							assert.LessOrEqual(t, r.calls(t, "eval")+r.calls(t, "script|load"), int64(3))
@@ -171,6 +172,7 @@ func testPipelineAgainstPlain(t *testing.T, mode scripthook.PipelineMode) {
 							assert.Equal(t, ref[i], got[i], "command %d", i)
 						}
 					}
+					assert.Positive(t, r.h.Stats().NoScriptPassed, "counted as reaching the caller")
 					// The node's state was forgotten: the next batch is exact.
 					require.NoError(t, r.admin.FlushDB(ctx).Err())
 					assert.Equal(t, want, runBatch(ctx, r.rdb, tx, true, ops))
