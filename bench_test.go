@@ -107,3 +107,26 @@ func BenchmarkTracing(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPipeline1000 is a warm 1000-call pipeline of one script through
+// the hook over a do-nothing next: the hook's own cost per batch.
+func BenchmarkPipeline1000(b *testing.B) {
+	for _, mode := range []PipelineMode{PipelineStrict, PipelineOptimistic} {
+		b.Run(mode.String(), func(b *testing.B) {
+			h := New(WithTracing(false), WithPipelineMode(mode))
+			p := h.ProcessPipelineHook(func(context.Context, []redis.Cmder) error { return nil })
+			ctx := context.Background()
+			body := benchBody(4 << 10)
+			cmds := make([]redis.Cmder, 1000)
+			for i := range cmds {
+				cmds[i] = redis.NewCmd(ctx, "eval", body, 1, "key", i)
+			}
+			sc, _ := parseScript(cmds[0].Args())
+			h.node.markLoaded(h.sh.cache.forCall(&sc))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = p(ctx, cmds)
+			}
+		})
+	}
+}

@@ -229,7 +229,7 @@ func (h *Hook) sendSHA(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *
 	}
 	res.rewritten = true
 	h.sh.stats.rewritten.Add(1)
-	h.sh.stats.bytesSaved.Add(int64(savedBytes(sc)))
+	h.sh.stats.bytesSaved.Add(int64(savedBytes(sc.kind, sc.bodyLen())))
 	return err
 }
 
@@ -261,12 +261,11 @@ func isNoScript(err error) bool {
 
 // savedBytes is how many request bytes EVALSHA saves over EVAL for this call,
 // in RESP: the body's bulk string against the SHA1's, and the longer name.
-func savedBytes(sc *scriptCall) int {
-	n := sc.bodyLen()
+func savedBytes(kind scriptKind, n int) int {
 	body := 1 + digits(n) + 2 + n + 2
 	const sha = 1 + 2 + 2 + 40 + 2
 	name := 3 // "$7\r\nevalsha\r\n" against "$4\r\neval\r\n"
-	if sc.kind.readOnly() {
+	if kind.readOnly() {
 		name = 4 // "$10\r\nevalsha_ro\r\n" against "$7\r\neval_ro\r\n"
 	}
 	return body - sha - name

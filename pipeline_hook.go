@@ -2,6 +2,7 @@ package scripthook
 
 import (
 	"context"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -101,7 +102,7 @@ type planned struct {
 	cmd redis.Cmder
 	bs  *batchScript
 	how uint8
-	sc  scriptCall
+	sc  callInfo // kind 0: not a script command
 }
 
 // batchScript is one script's state within one batch.
@@ -115,15 +116,54 @@ type batchScript struct {
 	// generation, for forget.
 	loadedBefore bool
 	gen          uint64
+	// ranBySHA and noScript are the batch's verdicts, set by settle.
+	ranBySHA bool
+	noScript bool
 }
 
 // batchPlan is the outgoing form of one batch.
 type batchPlan struct {
 	bodies  int // bodies this batch carries
+	// wbuf holds the batch's rewritten commands and abuf their arguments,
+	// each allocated once (or a few times) per batch, not per command.
+	wbuf []rewritten
+	abuf []interface{}
+	// last memoizes the previous EVAL's body and script: a batch usually
+	// repeats one script, and this skips the cache's lock and lookup.
+	lastBody scriptCall
+	last     *script
 	out     []redis.Cmder
 	items   []planned
 	scripts []*batchScript
 	index   map[*script]*batchScript // built once scripts gets long
+}
+
+// rewrite returns a rewritten command from the batch's buffer.
+func (p *batchPlan) rewrite(cmd redis.Cmder, name, second interface{}) *rewritten {
+	if len(p.wbuf) == cap(p.wbuf) {
+		p.wbuf = make([]rewritten, 0, max(8, len(p.items)))
+	}
+	p.wbuf = p.wbuf[:len(p.wbuf)+1]
+	w := &p.wbuf[len(p.wbuf)-1]
+	n := len(cmd.Args())
+	if cap(p.abuf)-len(p.abuf) < n {
+		p.abuf = make([]interface{}, 0, max(n*len(p.items), 64))
+	}
+	args := p.abuf[len(p.abuf) : len(p.abuf)+n : len(p.abuf)+n]
+	p.abuf = p.abuf[:len(p.abuf)+n]
+	w.initWith(cmd, args, name, second)
+	return w
+}
+
+// forCall is shaCache.forCall with the batch's memo in front.
+func (p *batchPlan) forCall(c *shaCache, sc *scriptCall) *script {
+	if p.last != nil && sc.isBytes == p.lastBody.isBytes && !sc.isBytes &&
+		len(sc.body) == len(p.lastBody.body) && unsafe.StringData(sc.body) == unsafe.StringData(p.lastBody.body) {
+		return p.last // the same string: the same bytes
+	}
+	s := c.forCall(sc)
+	p.last, p.lastBody = s, *sc
+	return s
 }
 
 func (p *batchPlan) lookup(s *script) *batchScript {
@@ -188,11 +228,11 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 			p.out = append(p.out, cmd)
 			continue
 		}
-		it.sc = sc
+		it.sc = sc.info()
 		bres.scripts++
 		var s *script
 		if sc.kind.hasBody() {
-			s = h.sh.cache.forCall(&sc)
+			s = p.forCall(h.sh.cache, &sc)
 		} else if sha, ok := normalizeSHA(sc.sha); ok {
 			s = h.sh.cache.lookupSHA(sha)
 		}
@@ -232,7 +272,7 @@ func (p *batchPlan) place(it *planned) {
 			return
 		}
 		it.how = sentRewrite
-		p.out = append(p.out, newRewritten(it.cmd, it.sc.kind.shaArg(), bs.s.shaArg))
+		p.out = append(p.out, p.rewrite(it.cmd, it.sc.kind.shaArg(), bs.s.shaArg))
 		return
 	}
 	it.how = sentCallerSHA
@@ -247,42 +287,48 @@ func (p *batchPlan) place(it *planned) {
 
 // settle fixes up replies after a batch and records what the node now has.
 func (h *Hook) settle(p *batchPlan, bres *batchResult) {
-	st := &h.sh.stats
-	st.bodiesSent.Add(int64(p.bodies))
-	bres.bodies += p.bodies
+	var rewritten, saved int64
 	for i := range p.items {
 		it := &p.items[i]
-		if it.bs == nil {
+		bs := it.bs
+		if bs == nil {
 			continue
 		}
-		err := it.cmd.Err()
-		switch {
-		case it.how == sentRewrite:
-			bres.rewritten++
-			st.rewritten.Add(1)
-			st.bytesSaved.Add(int64(savedBytes(&it.sc)))
+		if it.how == sentRewrite {
+			rewritten++
+			saved += int64(savedBytes(it.sc.kind, int(it.sc.bodyLen)))
 		}
+		err := it.cmd.Err()
 		if !isNoScript(err) {
 			if err == nil && it.how != sentBody {
-				h.node.markLoaded(it.bs.s)
+				bs.ranBySHA = true
 			}
 			continue
 		}
 		// NOSCRIPT. If the carrier failed (a compile error), plain EVAL would
 		// have given this command the carrier's error: the body is the same.
-		if c := it.bs.carrier; c != nil && c != it.cmd {
-			if cerr := c.Err(); cerr != nil && !isNoScript(cerr) && it.how == sentRewrite {
+		if c := bs.carrier; c != nil && c != it.cmd && it.how == sentRewrite {
+			if cerr := c.Err(); cerr != nil && !isNoScript(cerr) {
 				it.cmd.SetErr(cerr)
 				continue
 			}
 		}
-		h.node.forget(it.bs.s, it.bs.gen)
+		bs.noScript = true
 	}
 	for _, bs := range p.scripts {
-		if bs.carrier != nil && loadedAfterBody(bs.carrier.Err()) {
+		switch {
+		case bs.noScript:
+			h.node.forget(bs.s, bs.gen)
+		case bs.ranBySHA || (bs.carrier != nil && loadedAfterBody(bs.carrier.Err())):
 			h.node.markLoaded(bs.s)
 		}
 	}
+	st := &h.sh.stats
+	st.bodiesSent.Add(int64(p.bodies))
+	st.rewritten.Add(rewritten)
+	st.bytesSaved.Add(saved)
+	bres.bodies += p.bodies
+	bres.rewritten += int(rewritten)
 }
 
 // retryNoScript resends, in one more round trip, the script commands of an

@@ -10,25 +10,37 @@ import "github.com/redis/go-redis/v9"
 type rewritten struct {
 	redis.Cmder
 	args []interface{}
-	// buf holds args for the common short command, so a rewrite is one
-	// allocation.
+}
+
+// single is a rewritten command with room for the arguments of a short
+// command, so that rewriting a single call is one allocation.
+type single struct {
+	rewritten
 	buf [8]interface{}
 }
 
 // newRewritten copies the caller's args with the command name and the body
 // or SHA1 argument replaced.
 func newRewritten(cmd redis.Cmder, name, second interface{}) *rewritten {
-	orig := cmd.Args()
-	w := &rewritten{Cmder: cmd}
-	if len(orig) <= len(w.buf) {
-		w.args = w.buf[:len(orig)]
+	w := &single{}
+	args := w.buf[:]
+	if n := len(cmd.Args()); n <= len(w.buf) {
+		args = w.buf[:n]
 	} else {
-		w.args = make([]interface{}, len(orig))
+		args = make([]interface{}, n)
 	}
-	copy(w.args, orig)
-	w.args[0] = name
-	w.args[1] = second
-	return w
+	w.initWith(cmd, args, name, second)
+	return &w.rewritten
+}
+
+// initWith fills in a rewritten command whose arguments go in args, which
+// has the length of the caller's (a batch hands out slices of one arena).
+func (w *rewritten) initWith(cmd redis.Cmder, args []interface{}, name, second interface{}) {
+	w.Cmder = cmd
+	w.args = args
+	copy(args, cmd.Args())
+	args[0] = name
+	args[1] = second
 }
 
 // Args returns the arguments that go on the wire.

@@ -83,6 +83,21 @@ type scriptCall struct {
 	nargs int
 }
 
+// callInfo is what later stages need of a scriptCall, without the body: a
+// batch keeps one per command.
+type callInfo struct {
+	kind    scriptKind
+	numKeys int32
+	nargs   int32
+	bodyLen int32
+	sha     string // the caller's SHA1 argument, for EVALSHA
+}
+
+// info returns the call's callInfo.
+func (s *scriptCall) info() callInfo {
+	return callInfo{kind: s.kind, numKeys: int32(s.numKeys), nargs: int32(s.nargs), bodyLen: int32(s.bodyLen()), sha: s.sha}
+}
+
 // bodyLen is the length of the script body in bytes.
 func (s *scriptCall) bodyLen() int {
 	if s.isBytes {

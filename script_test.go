@@ -60,8 +60,7 @@ func TestNormalizeSHA(t *testing.T) {
 
 func TestSavedBytes(t *testing.T) {
 	body := make([]byte, 32*1024)
-	sc := scriptCall{kind: kindEval, bodyBytes: body, isBytes: true}
 	// "$32768\r\n" + body + "\r\n" against "$40\r\n" + sha + "\r\n", minus
 	// the three extra bytes of the longer name.
-	assert.Equal(t, (1+5+2+32768+2)-(1+2+2+40+2)-3, savedBytes(&sc))
+	assert.Equal(t, (1+5+2+32768+2)-(1+2+2+40+2)-3, savedBytes(kindEval, len(body)))
 }

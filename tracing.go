@@ -218,7 +218,7 @@ func (h *Hook) endScriptSpan(span trace.Span, sc *scriptCall, s *script, res *re
 		attrBodySent.Bool(res.bodies > 0),
 	)
 	if h.sh.cfg.queryText {
-		attrs = append(attrs, semconv.DBQueryText(queryText(res.sent, display, sc)))
+		attrs = append(attrs, semconv.DBQueryText(queryText(res.sent, display, sc.numKeys, sc.nargs)))
 	}
 	attrs = appendErrAttrs(attrs, err)
 	span.SetAttributes(attrs...)
@@ -254,14 +254,14 @@ func (h *Hook) nodeAttrs(n *nodeState) []attribute.KeyValue {
 
 // queryText is the sanitized form of a script command: its name, the
 // script's name or SHA1, numkeys, and "?" for every key and argument.
-func queryText(op scriptKind, display string, sc *scriptCall) string {
+func queryText(op scriptKind, display string, numKeys, nargs int) string {
 	var b strings.Builder
 	b.WriteString(op.String())
 	b.WriteByte(' ')
 	b.WriteString(display)
 	b.WriteByte(' ')
-	b.WriteString(strconv.Itoa(sc.numKeys))
-	for i := 0; i < sc.nargs; i++ {
+	b.WriteString(strconv.Itoa(numKeys))
+	for i := 0; i < nargs; i++ {
 		b.WriteString(" ?")
 	}
 	return b.String()

@@ -39,7 +39,7 @@ type batchTrace struct {
 type traceItem struct {
 	sent      scriptKind
 	script    *script
-	sc        scriptCall
+	sc        callInfo
 	rewritten bool
 	bodySent  bool
 	err       error
@@ -59,7 +59,6 @@ func (bt *batchTrace) collect(items []planned) {
 			continue
 		}
 		ti := traceItem{sent: it.sc.kind, sc: it.sc, err: it.cmd.Err()}
-		ti.sc.body, ti.sc.bodyBytes = "", nil // never keep the caller's body
 		if it.bs != nil {
 			ti.script = it.bs.s
 		}
@@ -184,12 +183,12 @@ func (h *Hook) childSpans(ctx context.Context, bt *batchTrace, start, end time.T
 			semconv.DBOperationName(it.sent.String()),
 			semconv.DBStoredProcedureName(display),
 			attrSHA1.String(sha),
-			attrKeys.Int(it.sc.numKeys),
+			attrKeys.Int(int(it.sc.numKeys)),
 			attrRewritten.Bool(it.rewritten),
 			attrBodySent.Bool(it.bodySent),
 		)
 		if h.sh.cfg.queryText {
-			attrs = append(attrs, semconv.DBQueryText(queryText(it.sent, display, &it.sc)))
+			attrs = append(attrs, semconv.DBQueryText(queryText(it.sent, display, int(it.sc.numKeys), int(it.sc.nargs))))
 		}
 		attrs = appendErrAttrs(attrs, it.err)
 		span.SetAttributes(attrs...)
