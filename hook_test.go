@@ -367,3 +367,28 @@ func TestRewriteOff(t *testing.T) {
 	assert.Zero(t, r.calls(t, "evalsha"))
 	assert.Equal(t, int64(3), r.h.Stats().BodiesSent)
 }
+
+// unsupportedClient is a UniversalClient scripthook does not know how to
+// reach the nodes of.
+type unsupportedClient struct{ redis.UniversalClient }
+
+func TestInstrumentUnsupportedType(t *testing.T) {
+	err := scripthook.Instrument(unsupportedClient{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "scripthook:")
+	assert.Contains(t, err.Error(), "unsupported client type scripthook_test.unsupportedClient")
+	err = scripthook.Instrument(nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "scripthook:")
+
+	// A *redis.Client is fine, and gets the hook.
+	r := newRig(t)
+	c := redis.NewClient(&redis.Options{Addr: r.srv.Addr})
+	defer c.Close()
+	h := scripthook.New(scripthook.WithTracing(false))
+	require.NoError(t, h.Install(c))
+	for i := 0; i < 2; i++ {
+		require.NoError(t, c.Eval(t.Context(), incrScript, []string{"k"}, i).Err())
+	}
+	assert.Equal(t, int64(1), h.Stats().Rewritten)
+}
