@@ -9,6 +9,14 @@ import (
 	"github.com/scripthook/scripthook"
 )
 
+// exampleClient is a client of an embedded miniredis, for the examples.
+func exampleClient() (*redis.Client, func()) {
+	mr := miniredis.NewMiniRedis()
+	_ = mr.Start()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	return rdb, func() { _ = rdb.Close(); mr.Close() }
+}
+
 const rateLimiter = `
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
@@ -17,11 +25,8 @@ return n`
 // The whole integration is one line. The first call sends the body; the
 // others go out as EVALSHA.
 func Example() {
-	mr := miniredis.NewMiniRedis()
-	_ = mr.Start()
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb, stop := exampleClient()
+	defer stop()
 
 	h := scripthook.New()
 	rdb.AddHook(h)
@@ -43,11 +48,8 @@ func Example() {
 // A NOSCRIPT (here after SCRIPT FLUSH) never reaches the caller: the hook
 // sends the body once more and the call succeeds.
 func Example_scriptFlush() {
-	mr := miniredis.NewMiniRedis()
-	_ = mr.Start()
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb, stop := exampleClient()
+	defer stop()
 	h := scripthook.New()
 	rdb.AddHook(h)
 
@@ -67,11 +69,8 @@ func Example_scriptFlush() {
 // Register names a script for traces and lets the hook repair EVALSHA calls
 // for it, such as those redis.Script.Run makes.
 func ExampleHook_Register() {
-	mr := miniredis.NewMiniRedis()
-	_ = mr.Start()
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb, stop := exampleClient()
+	defer stop()
 	h := scripthook.New()
 	rdb.AddHook(h)
 
@@ -89,11 +88,8 @@ func ExampleHook_Register() {
 
 // In a pipeline the body goes out once per batch, ahead of its first use.
 func ExampleWithPipelineMode() {
-	mr := miniredis.NewMiniRedis()
-	_ = mr.Start()
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb, stop := exampleClient()
+	defer stop()
 	h := scripthook.New(scripthook.WithPipelineMode(scripthook.PipelineStrict))
 	rdb.AddHook(h)
 
@@ -135,8 +131,10 @@ func ExampleInstrument() {
 	st := h.Stats()
 	fmt.Printf("bodies sent: %d, sent as EVALSHA: %d\n", st.BodiesSent, st.Rewritten)
 
-	err := scripthook.Instrument(redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{a.Addr()}}))
-	fmt.Println(err)
+	// NewUniversalClient with one address makes a *redis.Client.
+	single := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{a.Addr()}})
+	defer single.Close()
+	fmt.Println(scripthook.Instrument(single))
 	// Output:
 	// bodies sent: 2, sent as EVALSHA: 2
 	// <nil>
