@@ -12,7 +12,7 @@ import (
 type replyErr string
 
 func (e replyErr) Error() string { return string(e) }
-func (replyErr) RedisError()      {}
+func (replyErr) RedisError()     {}
 
 // fakeServer stands in for the rest of the hook chain in unit tests: it keeps
 // a script cache like Redis does, answers NOSCRIPT, and lets a test steer

@@ -37,6 +37,9 @@ type Hook struct {
 	// db is the database index for db.namespace, "" when unknown (a Hook
 	// added with AddHook cannot see the client's options; Install can).
 	db string
+	// cluster marks the node hooks of a ClusterClient, whose batches go-redis
+	// handles differently from a Client's (see batchPlan).
+	cluster bool
 }
 
 var _ redis.Hook = (*Hook)(nil)
@@ -84,9 +87,23 @@ func (h *Hook) DialHook(next redis.DialHook) redis.DialHook {
 		if err != nil || conn == nil {
 			return conn, err
 		}
-		h.node.dialled(addr)
+		h.node.dialled(dialedAddr(conn, addr))
 		return track(conn, h.node), nil
 	}
+}
+
+// dialedAddr is the server address for traces: the one go-redis dialled, or
+// the connection's remote address when that is no host:port. (A Sentinel
+// FailoverClient dials "FailoverClient" and lets its dialer ask Sentinel for
+// the primary; its spans had no server.address and server.port.)
+func dialedAddr(conn net.Conn, addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	if ra := conn.RemoteAddr(); ra != nil {
+		return ra.String()
+	}
+	return addr
 }
 
 // ProcessHook handles single commands: script commands are rewritten,

@@ -28,36 +28,48 @@ const installTimeout = 10 * time.Second
 // is rdb.AddHook(h). For a ClusterClient or Ring, h traces the logical calls
 // and batches at the top, and each node gets its own node hook; Install
 // reaches the nodes that exist already (asking the cluster for its nodes,
-// which needs it reachable) as well as those created later. Installing on
-// the same client twice adds nothing to nodes that have a hook already.
+// which needs it reachable) as well as those created later. Call it before
+// the client's first use.
+//
+// Installing h on the same client again adds no hook anywhere: it only
+// walks the nodes once more. After an error for an unreachable cluster,
+// nodes the client creates from then on get their hook anyway; calling
+// Install again once the cluster is reachable reaches any created before.
 func (h *Hook) Install(rdb redis.UniversalClient) error {
 	switch c := rdb.(type) {
 	case *redis.Client:
-		h.db = strconv.Itoa(c.Options().DB)
-		c.AddHook(h)
+		if claim(&h.sh.nodes, c) {
+			h.db = strconv.Itoa(c.Options().DB)
+			c.AddHook(h)
+		}
 		return nil
 	case *redis.ClusterClient:
-		// A cluster has database 0 only.
-		c.AddHook(&Hook{sh: h.sh, role: roleTop, db: "0"})
-		c.OnNewNode(func(node *redis.Client) { h.attachNode(node, "0") })
+		if claim(&h.sh.nodes, c) {
+			// A cluster has database 0 only.
+			c.AddHook(&Hook{sh: h.sh, role: roleTop, db: "0"})
+			c.OnNewNode(func(node *redis.Client) { h.attachNode(node, "0", true) })
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 		defer cancel()
 		err := c.ForEachShard(ctx, func(_ context.Context, node *redis.Client) error {
-			h.attachNode(node, "0")
+			h.attachNode(node, "0", true)
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("scripthook: listing the cluster's existing nodes (later nodes are covered): %w", err)
+			return fmt.Errorf("scripthook: cannot list the cluster's nodes (nodes the client creates from now on still get their hook; Install again once the cluster is reachable): %w", err)
 		}
 		return nil
 	case *redis.Ring:
 		db := strconv.Itoa(c.Options().DB)
-		c.AddHook(&Hook{sh: h.sh, role: roleTop, db: db})
-		c.OnNewNode(func(shard *redis.Client) { h.attachNode(shard, db) })
+		if claim(&h.sh.nodes, c) {
+			c.AddHook(&Hook{sh: h.sh, role: roleTop, db: db})
+			c.OnNewNode(func(shard *redis.Client) { h.attachNode(shard, db, false) })
+		}
 		// A Ring's shards exist from construction; ForEachShard reaches them
-		// without a network round trip.
+		// without a network round trip. It skips shards the Ring's heartbeat
+		// has marked down, hence: install before first use.
 		return c.ForEachShard(context.Background(), func(_ context.Context, shard *redis.Client) error {
-			h.attachNode(shard, db)
+			h.attachNode(shard, db, false)
 			return nil
 		})
 	case nil:
@@ -67,40 +79,43 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 	}
 }
 
-// attachNode gives a node client its own node hook, once.
-func (h *Hook) attachNode(node *redis.Client, db string) {
-	if !h.sh.nodes.claim(node) {
+// attachNode gives a node client its own node hook, once. cluster says the
+// node belongs to a ClusterClient (see Hook.cluster).
+func (h *Hook) attachNode(node *redis.Client, db string, cluster bool) {
+	if !claim(&h.sh.nodes, node) {
 		return
 	}
-	node.AddHook(&Hook{sh: h.sh, node: newNodeState(nodeLimit(h.sh.cfg)), role: roleNode, db: db})
+	node.AddHook(&Hook{sh: h.sh, node: newNodeState(nodeLimit(h.sh.cfg)), role: roleNode, db: db, cluster: cluster})
 }
 
-// nodeRegistry remembers which node clients have a hook, without keeping
-// closed ones alive: both OnNewNode and the walk over existing nodes may
-// report the same node.
+// nodeRegistry remembers which clients and node clients have a hook, without
+// keeping closed ones alive: both OnNewNode and the walk over existing nodes
+// may report the same node, and Install may be called again.
 type nodeRegistry struct {
-	mu   sync.Mutex
-	seen map[weak.Pointer[redis.Client]]struct{}
+	mu sync.Mutex
+	// seen maps a weak.Pointer (to a Client, ClusterClient or Ring) to a
+	// func that reports whether it still points to something.
+	seen map[any]func() bool
 }
 
-// claim reports whether the node had no hook yet, and records it.
-func (r *nodeRegistry) claim(c *redis.Client) bool {
+// claim reports whether c had no hook of r's yet, and records it.
+func claim[T any](r *nodeRegistry, c *T) bool {
+	key := weak.Make(c)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.seen == nil {
-		r.seen = make(map[weak.Pointer[redis.Client]]struct{})
+		r.seen = make(map[any]func() bool)
 	}
-	key := weak.Make(c)
 	if _, ok := r.seen[key]; ok {
 		return false
 	}
 	if len(r.seen) >= 64 {
-		for k := range r.seen {
-			if k.Value() == nil {
+		for k, alive := range r.seen {
+			if !alive() {
 				delete(r.seen, k)
 			}
 		}
 	}
-	r.seen[key] = struct{}{}
+	r.seen[key] = func() bool { return key.Value() != nil }
 	return true
 }

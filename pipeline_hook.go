@@ -79,22 +79,56 @@ func countBodies(cmds []redis.Cmder) int {
 	return n
 }
 
-// isTx reports whether the batch is a transaction as go-redis builds it.
-func isTx(cmds []redis.Cmder) bool {
-	if len(cmds) < 2 {
+// isScriptFlush reports a SCRIPT FLUSH [ASYNC|SYNC] command.
+func isScriptFlush(args []interface{}) bool {
+	if len(args) < 2 {
 		return false
 	}
-	_, multi := cmds[0].(*redis.StatusCmd)
-	_, exec := cmds[len(cmds)-1].(*redis.SliceCmd)
-	return multi && exec && cmds[0].Name() == "multi" && cmds[len(cmds)-1].Name() == "exec"
+	name, ok := args[0].(string)
+	if !ok || len(name) != 6 || (name[0]|0x20) != 's' {
+		return false
+	}
+	sub, ok := args[1].(string)
+	return ok && equalFold(name, "script") && equalFold(sub, "flush")
 }
+
+// isTx reports whether the batch is a transaction as go-redis builds it.
+func isTx(cmds []redis.Cmder) bool {
+	_, ok := txBody(cmds)
+	return ok
+}
+
+// txBody returns the caller's commands of a transaction, those between MULTI
+// and EXEC. A ClusterClient that follows an ASK redirect sends a transaction
+// as [ASKING, MULTI, ..., EXEC]: that is a transaction too.
+func txBody(cmds []redis.Cmder) ([]redis.Cmder, bool) {
+	start := 0
+	if len(cmds) > 0 && isAsking(cmds[0]) {
+		start = 1
+	}
+	if len(cmds)-start < 2 {
+		return nil, false
+	}
+	_, multi := cmds[start].(*redis.StatusCmd)
+	_, exec := cmds[len(cmds)-1].(*redis.SliceCmd)
+	if !multi || !exec || cmds[start].Name() != "multi" || cmds[len(cmds)-1].Name() != "exec" {
+		return nil, false
+	}
+	return cmds[start+1 : len(cmds)-1], true
+}
+
+// isAsking reports the ASKING a ClusterClient sends before a command or a
+// transaction it redirects after an ASK reply. It holds for the next command
+// only.
+func isAsking(cmd redis.Cmder) bool { return cmd.Name() == "asking" }
 
 // How a caller's command went out in a batch.
 const (
-	sentAsIs     uint8 = iota // not a script, or a script we leave alone
-	sentBody                  // the caller's EVAL: the first use carries the body
-	sentRewrite               // the caller's EVAL as our EVALSHA
-	sentCallerSHA             // the caller's EVALSHA, as it is
+	sentAsIs      uint8 = iota // not a script, or a script we leave alone
+	sentBody                   // the caller's EVAL: the first use carries the body
+	sentRewrite                // the caller's EVAL as our EVALSHA
+	sentCallerSHA              // the caller's EVALSHA, as it is
+	sentSHAAsBody              // the caller's EVALSHA as our EVAL of the body (cluster transactions)
 )
 
 // planned is one caller command of a batch and how it went out.
@@ -123,7 +157,7 @@ type batchScript struct {
 
 // batchPlan is the outgoing form of one batch.
 type batchPlan struct {
-	bodies  int // bodies this batch carries
+	bodies int // bodies this batch carries
 	// wbuf holds the batch's rewritten commands and abuf their arguments,
 	// each allocated once (or a few times) per batch, not per command.
 	wbuf []rewritten
@@ -132,10 +166,34 @@ type batchPlan struct {
 	// repeats one script, and this skips the cache's lock and lookup.
 	lastBody scriptCall
 	last     *script
-	out     []redis.Cmder
-	items   []planned
-	scripts []*batchScript
-	index   map[*script]*batchScript // built once scripts gets long
+	out      []redis.Cmder
+	items    []planned
+	scripts  []*batchScript
+	index    map[*script]*batchScript // built once scripts gets long
+	// flushed: the batch itself contains a SCRIPT FLUSH. Scripts used after
+	// it carry their body again, and what the node had before is forgotten.
+	// (Found by FuzzDifferential: without this a strict batch
+	// [EVAL s, SCRIPT FLUSH, EVAL s] sent the second EVAL as EVALSHA and the
+	// caller got NOSCRIPT where plain EVAL succeeds.)
+	flushed bool
+	// The three below are set only under a ClusterClient (Hook.cluster).
+	//
+	// loadAhead: a body goes as a keyless SCRIPT LOAD ahead of the script's
+	// first use, never as the caller's keyed EVAL. Inside next, go-redis
+	// re-sends a command answered MOVED or ASK to another node while the rest
+	// of the batch stays: a redirected EVAL would leave this node's later
+	// EVALSHAs without their body (NOSCRIPT), where plain EVAL succeeds.
+	loadAhead bool
+	// fixedShape: no command may be added. A ClusterClient reads the replies
+	// of a transaction into the caller's commands, not into those the hook
+	// passes on, so one more command would shift every reply (and the
+	// transaction would have run). A caller's EVALSHA that needs the body
+	// goes as EVAL instead of after a SCRIPT LOAD.
+	fixedShape bool
+	// blind: the replies prove nothing about the node. A ClusterClient that
+	// redirects a transaction leaves its commands with no error and no reply
+	// until another node has run it.
+	blind bool
 }
 
 // rewrite returns a rewritten command from the batch's buffer.
@@ -217,14 +275,29 @@ func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next 
 // plan builds the outgoing commands of a batch.
 func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) *batchPlan {
 	p := &batchPlan{
-		out:   make([]redis.Cmder, 0, len(cmds)+2),
-		items: make([]planned, len(cmds)),
+		out:        make([]redis.Cmder, 0, len(cmds)+2),
+		items:      make([]planned, len(cmds)),
+		loadAhead:  h.cluster && !tx,
+		fixedShape: h.cluster && tx,
+		blind:      h.cluster && tx,
+	}
+	// In a transaction only the commands between MULTI and EXEC are the
+	// caller's (an ASKING may come before the MULTI).
+	first, last := 0, len(cmds)-1
+	if tx {
+		body, _ := txBody(cmds)
+		first, last = last-len(body), last-1
 	}
 	for i, cmd := range cmds {
 		it := &p.items[i]
 		it.cmd = cmd
 		sc, ok := parseScript(cmd.Args())
-		if !ok || (tx && (i == 0 || i == len(cmds)-1)) {
+		if !ok || i < first || i > last {
+			if !ok && isScriptFlush(cmd.Args()) {
+				// Uses after the flush start afresh: the body goes out
+				// again ahead of the first of them.
+				p.scripts, p.index, p.flushed = nil, nil, true
+			}
 			p.out = append(p.out, cmd)
 			continue
 		}
@@ -246,7 +319,7 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 		if bs == nil {
 			bs = p.add(s)
 			loaded, gen := h.node.loaded(s)
-			bs.loadedBefore, bs.gen = optimistic && loaded, gen
+			bs.loadedBefore, bs.gen = optimistic && loaded && !p.flushed, gen
 		}
 		it.bs = bs
 		p.place(it)
@@ -260,29 +333,56 @@ func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) 
 // SCRIPT LOAD right before the caller's EVALSHA (inside the MULTI for a
 // transaction), whose failure then gives that EVALSHA exactly the NOSCRIPT
 // plain EVALSHA would get. Later uses go by SHA1.
+//
+// Under a ClusterClient (see batchPlan) an EVAL's body goes as SCRIPT LOAD
+// too, outside transactions; inside them a caller's EVALSHA that needs the
+// body goes as EVAL.
 func (p *batchPlan) place(it *planned) {
 	bs := it.bs
 	needBody := bs.carrier == nil && !bs.loadedBefore
 	if it.sc.kind.hasBody() {
-		if needBody {
+		if needBody && !p.loadAhead {
 			bs.carrier = it.cmd
 			it.how = sentBody
 			p.bodies++
 			p.out = append(p.out, it.cmd)
 			return
 		}
+		if needBody {
+			p.load(bs)
+		}
 		it.how = sentRewrite
 		p.out = append(p.out, p.rewrite(it.cmd, it.sc.kind.shaArg(), bs.s.shaArg))
 		return
 	}
 	it.how = sentCallerSHA
-	if needBody {
-		load := redis.NewStringCmd(context.Background(), "script", "load", bs.s.body)
-		bs.carrier = load
+	if needBody && p.fixedShape {
+		w := p.rewrite(it.cmd, it.sc.kind.bodyArg(), bs.s.body)
+		bs.carrier = w
+		it.how = sentSHAAsBody
 		p.bodies++
-		p.out = append(p.out, load)
+		p.out = append(p.out, w)
+		return
+	}
+	if needBody {
+		p.load(bs)
 	}
 	p.out = append(p.out, it.cmd)
+}
+
+// load appends a SCRIPT LOAD of the script's body. It goes before an ASKING
+// appended just before it: ASKING holds for the one command that follows,
+// which must stay the redirected one.
+func (p *batchPlan) load(bs *batchScript) {
+	load := redis.NewStringCmd(context.Background(), "script", "load", bs.s.body)
+	bs.carrier = load
+	p.bodies++
+	if n := len(p.out); n > 0 && isAsking(p.out[n-1]) {
+		p.out = append(p.out, p.out[n-1])
+		p.out[n-1] = load
+		return
+	}
+	p.out = append(p.out, load)
 }
 
 // settle fixes up replies after a batch and records what the node now has.
@@ -300,7 +400,7 @@ func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 		}
 		err := it.cmd.Err()
 		if !isNoScript(err) {
-			if err == nil && it.how != sentBody {
+			if err == nil && (it.how == sentRewrite || it.how == sentCallerSHA) {
 				bs.ranBySHA = true
 			}
 			continue
@@ -315,8 +415,14 @@ func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 		}
 		bs.noScript = true
 	}
+	if p.flushed {
+		// The batch emptied the server's cache: only the scripts used after
+		// the flush (now the only ones in p.scripts) are known to be there.
+		h.node.reset()
+	}
 	for _, bs := range p.scripts {
 		switch {
+		case p.blind:
 		case bs.noScript:
 			h.node.forget(bs.s, bs.gen)
 		case bs.ranBySHA || (bs.carrier != nil && loadedAfterBody(bs.carrier.Err())):
@@ -360,7 +466,7 @@ func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.Proce
 			failed = append(failed, it)
 		}
 	}
-	rp := &batchPlan{out: make([]redis.Cmder, 0, len(failed)+2)}
+	rp := &batchPlan{out: make([]redis.Cmder, 0, len(failed)+2), loadAhead: p.loadAhead}
 	for _, it := range failed {
 		bs := rp.lookup(it.bs.s)
 		if bs == nil {
@@ -398,16 +504,20 @@ func countNoScript(items []planned) int {
 	return n
 }
 
-// batchErr is the error go-redis would return for the caller's batch: the
-// first command error in the caller's order, else a transport error.
+// batchErr is the error go-redis would return for the caller's batch: a
+// transport or reply-parsing error first (go-redis returns the pipeline's own
+// error before looking at the commands), else the first command error in the
+// caller's order. (Found by FuzzDifferential: checking the commands first
+// returned an earlier command's server error where plain go-redis returns
+// "redis: can't parse reply".)
 func (h *Hook) batchErr(cmds []redis.Cmder, err error) error {
+	if err != nil && !isRedisError(err) {
+		return err
+	}
 	for _, c := range cmds {
 		if cerr := c.Err(); cerr != nil {
 			return cerr
 		}
-	}
-	if err != nil && !isRedisError(err) {
-		return err
 	}
 	return nil
 }

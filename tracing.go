@@ -179,9 +179,21 @@ func (h *Hook) scriptSpanName(sc *scriptCall, s *script) string {
 		}
 	}
 	if s == nil {
-		return op.String() + " " + sc.sha
+		return op.String() + " " + displaySHA(sc.sha)
 	}
 	return s.spanName(op)
+}
+
+// displaySHA is how traces show a caller's EVALSHA argument whose body the
+// hook does not know: as given when it is a SHA1, else "?". Whatever else a
+// caller puts there (a script body passed by mistake, say) is not recorded.
+// (Found by TestSecuritySecretsNotExported: the argument went verbatim into
+// the span name, db.stored_procedure.name and scripthook.sha1.)
+func displaySHA(arg string) string {
+	if _, ok := normalizeSHA(arg); ok {
+		return arg
+	}
+	return "?"
 }
 
 // spanName returns the cached span name of the script for one command kind.
@@ -205,7 +217,8 @@ func (h *Hook) endScriptSpan(span trace.Span, sc *scriptCall, s *script, res *re
 	attrs := make([]attribute.KeyValue, 0, 14)
 	attrs = append(attrs, semconv.DBOperationName(res.sent.String()))
 	attrs = append(attrs, h.nodeAttrs(res.node)...)
-	sha, display := sc.sha, sc.sha
+	sha := displaySHA(sc.sha)
+	display := sha
 	if s != nil {
 		sha, display = s.sha, s.displayName()
 	}
@@ -282,8 +295,25 @@ func appendErrAttrs(attrs []attribute.KeyValue, err error) []attribute.KeyValue 
 // setStatus marks a failed operation. The contrib rule: no RecordError.
 func setStatus(span trace.Span, err error) {
 	if err != nil && err != redis.Nil {
-		span.SetStatus(codes.Error, err.Error())
+		span.SetStatus(codes.Error, statusDescription(err))
 	}
+}
+
+// statusDescription describes a failure without user data: for an error
+// reply only its prefix (ERR, WRONGTYPE, ...), because the rest of a
+// server's message can echo a script's arguments or pieces of its body
+// (redis.error_reply(ARGV[1]), "nonexistent global variable 'x'", "near
+// 'x'"); other errors (network, context) as they are. (Found by
+// TestSecuritySecretsNotExported: the whole message was the description.)
+func statusDescription(err error) string {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return err.Error()
+	}
+	if prefix := errorPrefix(err); prefix != "" {
+		return prefix
+	}
+	return "error reply"
 }
 
 // errorPrefix is the Redis error prefix (ERR, WRONGTYPE, ...) of a server

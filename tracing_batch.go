@@ -71,6 +71,12 @@ func (bt *batchTrace) collect(items []planned) {
 			}
 		case sentBody:
 			ti.bodySent = true
+		case sentSHAAsBody:
+			ti.bodySent = true
+			ti.sent = kindEval
+			if it.sc.kind.readOnly() {
+				ti.sent = kindEvalRO
+			}
 		}
 		bt.items = append(bt.items, ti)
 	}
@@ -99,10 +105,9 @@ func (h *Hook) processBatch(ctx context.Context, cmds []redis.Cmder, next redis.
 func (h *Hook) traceBatch(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook, timed bool, parent *batchResult) error {
 	tel := h.sh.tel
 	start := time.Now()
-	tx := isTx(cmds)
-	user := cmds
-	if tx {
-		user = cmds[1 : len(cmds)-1]
+	user, tx := txBody(cmds)
+	if !tx {
+		user = cmds
 	}
 	op := h.batchOpName(tx, user)
 	bres := &batchResult{}
@@ -171,7 +176,8 @@ func (h *Hook) childSpans(ctx context.Context, bt *batchTrace, start, end time.T
 	tel := h.sh.tel
 	for i := range items {
 		it := &items[i]
-		display, sha := it.sc.sha, it.sc.sha
+		sha := displaySHA(it.sc.sha) // never a caller's non-SHA1 argument
+		display := sha
 		if it.script != nil {
 			display, sha = it.script.displayName(), it.script.sha
 		}
