@@ -110,7 +110,11 @@ func dialedAddr(conn net.Conn, addr string) string {
 // repaired and traced; every other command goes straight to next.
 func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		sc, ok := parseScript(cmd.Args())
+		args := cmd.Args()
+		if !maybeScript(args) {
+			return next(ctx, cmd) // the common case: a few instructions
+		}
+		sc, ok := parseScript(args)
 		if !ok {
 			return next(ctx, cmd)
 		}

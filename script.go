@@ -106,6 +106,18 @@ func (s *scriptCall) bodyLen() int {
 	return len(s.body)
 }
 
+// maybeScript is parseScript's first check, small enough to be inlined into
+// every caller, so that other commands pay only for it.
+func maybeScript(args []interface{}) bool {
+	if len(args) < 3 {
+		return false
+	}
+	name, ok := args[0].(string)
+	// Every script command starts with "ev", and few others do (EXPIRE,
+	// EXISTS, EXEC and ECHO stop here).
+	return ok && len(name) >= 4 && len(name) <= 10 && (name[0]|0x20) == 'e' && (name[1]|0x20) == 'v'
+}
+
 // parseScript takes a command's arguments apart. It returns false for every
 // command that is not a well-formed script command; such commands go to the
 // server unchanged, so that a malformed one gets the server's own error.
@@ -114,13 +126,10 @@ func (s *scriptCall) bodyLen() int {
 // checks, so they look only at the length and the first letters of args[0].
 func parseScript(args []interface{}) (scriptCall, bool) {
 	var sc scriptCall
-	if len(args) < 3 {
+	if !maybeScript(args) {
 		return sc, false
 	}
-	name, ok := args[0].(string)
-	if !ok || len(name) < 4 || (name[0]|0x20) != 'e' {
-		return sc, false
-	}
+	name := args[0].(string)
 	switch {
 	case equalFold(name, "eval"):
 		sc.kind = kindEval
