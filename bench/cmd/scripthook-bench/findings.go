@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// findRow returns the first row of group g with the given shape.
+func (s *suite) findRow(g group, mode rowMode, multi bool, size int) *row {
+	for _, r := range s.rows {
+		if r.group == g && r.mode == mode && (r.goroutines > 1) == multi && (size == 0 || r.size == size) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (s *suite) largestSize() int {
+	m := 0
+	for _, sz := range s.cfg.sizes {
+		m = max(m, sz)
+	}
+	return m
+}
+
+// findings are data-driven observations for the report: each sentence is
+// computed from this run's figures.
+func findings(s *suite) []string {
+	var out []string
+	big := s.largestSize()
+
+	// Bytes on the wire.
+	if r := s.findRow(groupMain, modeSingle, true, big); r != nil {
+		as := aggregate(r)
+		ev, h, lim := findAgg(as, cEval), findAgg(as, cScripthook), findAgg(as, cEvalSha)
+		if ev != nil && h != nil && lim != nil {
+			out = append(out, fmt.Sprintf("**Bytes.** With the %s script, plain Eval writes %s B per call, scripthook %s B and the preloaded EvalSha %s B: once warm, scripthook sends exactly what hand-written EVALSHA sends. Eval's server CPU per call is %s µs against %s µs for scripthook, because the server reads and hashes the whole body on every EVAL.",
+				sizeLabel(big), fmtNum(ev.bytes), fmtNum(h.bytes), fmtNum(lim.bytes), fmtNum(ev.srvUs), fmtNum(h.srvUs)))
+		}
+	}
+	if r := s.findRow(groupMain, modePipeline, false, big); r != nil {
+		as := aggregate(r)
+		h, lim := findAgg(as, cScripthook), findAgg(as, cEvalSha)
+		if h != nil && lim != nil {
+			out = append(out, fmt.Sprintf("**Pipelines.** In its default strict mode scripthook sends each script's body once per batch, ahead of its first use, so a batch never depends on the server's cache: %s B per call against %s B for the preloaded EvalSha with the %s script (one body per %d calls).",
+				fmtNum(h.bytes), fmtNum(lim.bytes), sizeLabel(big), s.cfg.batch))
+		}
+	}
+
+	// Client cost of the hook.
+	var dSingle, dPipe, dAllocs []float64
+	for _, r := range s.rows {
+		if r.group != groupMain {
+			continue
+		}
+		as := aggregate(r)
+		h, lim := findAgg(as, cScripthook), findAgg(as, cEvalSha)
+		if h == nil || lim == nil {
+			continue
+		}
+		if h.dCliLimit.n == 0 {
+			continue
+		}
+		// Paired within rounds: the machine's speed changes between rounds.
+		d := h.dCliLimit.med
+		if r.mode == modePipeline {
+			dPipe = append(dPipe, d)
+		} else {
+			dSingle = append(dSingle, d)
+		}
+		dAllocs = append(dAllocs, h.dAllocsLimit.med)
+	}
+	if len(dSingle) > 0 && len(dPipe) > 0 {
+		pipeShare := ""
+		if r := s.findRow(groupMain, modePipeline, false, s.cfg.sizes[0]); r != nil {
+			if lim := findAgg(aggregate(r), cEvalSha); lim != nil && lim.cps.med > 0 {
+				pipeShare = fmt.Sprintf(" A pipelined call takes about %s µs of wall time here (client and server share two cores), so the hook's client work is visible in pipelines: that is where scripthook trails the preloaded EvalSha most.",
+					fmtNum(1e6/lim.cps.med))
+			}
+		}
+		out = append(out, fmt.Sprintf("**Client cost.** Over the warm rows scripthook uses a median %s µs client CPU per single call and %s µs per pipelined call over the preloaded EvalSha (per-round paired differences), and %s allocations per call (the rewritten command); the hook parses each command, finds the body in its cache by the string's identity and swaps the body for the SHA1 argument.%s",
+			fmtSigned(median(dSingle)), fmtSigned(median(dPipe)), fmtSigned(median(dAllocs)), pipeShare))
+	}
+
+	// Cold start herd.
+	if r := s.findRow(groupCold, modeCold, true, big); r != nil {
+		as := aggregate(r)
+		h, run, ru, lim := findAgg(as, cScripthook), findAgg(as, cScriptRun), findAgg(as, cRueidis), findAgg(as, cEvalSha)
+		if h != nil && run != nil && ru != nil && lim != nil {
+			n := float64(r.goroutines * r.calls)
+			body := float64(r.size)
+			out = append(out, fmt.Sprintf("**Cold start.** After SCRIPT FLUSH, %d goroutines calling at once made Script.Run send about %.1f bodies of %s (every caller gets NOSCRIPT and falls back to EVAL) and rueidis about %.1f, while scripthook sent %.1f: one caller loads the script and the others wait for it. The preloaded EvalSha sent %.1f (its SCRIPT LOAD). scripthook also hashes the body with SHA1 on first sight, inside the measured time; the other contenders hash it when the script object is built.",
+				r.goroutines, bodiesSent(run.bytes, n, body), sizeLabel(r.size), bodiesSent(ru.bytes, n, body), bodiesSent(h.bytes, n, body), bodiesSent(lim.bytes, n, body)))
+		}
+	}
+
+	// Flushes.
+	for _, r := range s.rows {
+		if r.group != groupFlush {
+			continue
+		}
+		as := aggregate(r)
+		h, lim := findAgg(as, cScripthook), findAgg(as, cEvalSha)
+		d := r.hookDelta[cScripthook]
+		if h != nil && lim != nil {
+			out = append(out, fmt.Sprintf("**SCRIPT FLUSH.** With %d flushes during the row, no NOSCRIPT reached scripthook's caller (%d repaired by the hook); the hand-written EvalSha saw %d. Script.Run and rueidis repair it too, each caller on its own.",
+				r.flushes, d.NoScriptRepaired, lim.noScript))
+		}
+	}
+
+	// rueidis.
+	if r := s.findRow(groupMain, modeSingle, true, s.cfg.sizes[0]); r != nil {
+		as := aggregate(r)
+		ru, lim := findAgg(as, cRueidis), findAgg(as, cEvalSha)
+		if ru != nil && lim != nil {
+			other := ""
+			r1, rp := s.findRow(groupMain, modeSingle, false, s.cfg.sizes[0]), s.findRow(groupMain, modePipeline, false, s.cfg.sizes[0])
+			if r1 != nil && rp != nil {
+				a1, ap := findAgg(aggregate(r1), cRueidis), findAgg(aggregate(rp), cRueidis)
+				if a1 != nil && ap != nil {
+					other = fmt.Sprintf(" With one goroutine it runs %.2f× the limit and in explicit pipelines %.2f× (%s script).", a1.vsLimit.med, ap.vsLimit.med, sizeLabel(s.cfg.sizes[0]))
+				}
+			}
+			out = append(out, fmt.Sprintf("**rueidis** runs %.2f× the preloaded EvalSha with %d goroutines (%s script) because it pipelines concurrent calls on one connection by default (server CPU %s µs per call against %s: fewer reads and writes per call), not because of how it runs scripts.%s It also allocates almost nothing per call.",
+				ru.vsLimit.med, r.goroutines, sizeLabel(r.size), fmtNum(ru.srvUs), fmtNum(lim.srvUs), other))
+		}
+	}
+
+	// Noise.
+	worst := 0.0
+	for _, r := range s.rows {
+		if r.group != groupMain || r.mode != modeSingle || r.goroutines != 1 {
+			continue
+		}
+		if lim := findAgg(aggregate(r), cEvalSha); lim != nil && lim.cps.lo > 0 {
+			worst = math.Max(worst, lim.cps.hi/lim.cps.lo)
+		}
+	}
+	if worst > 0 {
+		out = append(out, fmt.Sprintf("**Noise.** Single calls from one goroutine are bound by the round trip, which on this shared two-core machine changes with the load of the machine: the preloaded EvalSha's calls/s varied up to %.1f× between the rounds of one row. Compare contenders within a row (the ratios were taken within each round); absolute figures of different rows were measured at different times.", worst))
+	}
+
+	// Tracing.
+	if s.cfg.tracing {
+		var parts []string
+		noSpans := false
+		for _, r := range s.rows {
+			if r.group != groupTrace {
+				continue
+			}
+			as := aggregate(r)
+			h, o, on := findAgg(as, cHookTraced), findAgg(as, cEvalOtel), findAgg(as, cEvalOtelNoStmt)
+			if h == nil || o == nil || on == nil {
+				continue
+			}
+			if h.spans < 0.001 {
+				noSpans = true
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s: scripthook %s spans/call, %s µs client CPU and %s allocations per call; redisotel %s µs and %s allocations (%s µs and %s without db.statement)",
+				r.label(), fmtSpans(h.spans), fmtSigned(h.dCPU.med), fmtSigned(h.dAllocs.med),
+				fmtSigned(o.dCPU.med), fmtSigned(o.dAllocs.med), fmtSigned(on.dCPU.med), fmtSigned(on.dAllocs.med)))
+		}
+		switch {
+		case noSpans:
+			out = append(out, "**Tracing.** This build of scripthook creates no spans (tracing.go is a stub): its traced row measures a tracer that is never called, so the tracing target is not judged. redisotel's cost on the same workload is in the tracing table, for when spans land.")
+		case len(parts) > 0:
+			out = append(out, "**Tracing cost** against each contender's untraced twin (medians of per-round differences; wall-time differences are in the table and noisier). "+strings.Join(parts, ". ")+". A pipeline gets one batch span from redisotel, and from scripthook a batch span plus child spans for the first script commands of the batch (WithMaxChildSpans).")
+		}
+	}
+	return out
+}
+
+func bodiesSent(bytesPerCall, calls, body float64) float64 {
+	const shaCall = 108 // an EVALSHA of this benchmark's shape
+	v := (bytesPerCall*calls - shaCall*calls) / body
+	if v < 0 {
+		return 0
+	}
+	return v
+}
