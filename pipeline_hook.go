@@ -2,6 +2,7 @@ package scripthook
 
 import (
 	"context"
+	"sync"
 	"unsafe"
 
 	"github.com/redis/go-redis/v9"
@@ -196,6 +197,45 @@ type batchPlan struct {
 	blind bool
 }
 
+// planPool recycles batch plans: a 1000-command batch needs about 200 KB of
+// buffers, and allocating them anew for every batch made the garbage
+// collector a visible part of the hook's cost. A plan is used by one batch
+// at a time and cleared before it goes back, so it keeps no caller's command
+// alive. Only plans of a Client's (or Ring shard's) batches go back: there
+// go-redis is done with the commands it was given when next returns; a
+// ClusterClient is not (see sendBatch).
+var planPool = sync.Pool{New: func() any { return new(batchPlan) }}
+
+// maxPooledCmds bounds the batches whose buffers are kept for reuse, so one
+// huge pipeline does not pin its buffers for good.
+const maxPooledCmds = 1 << 14
+
+// getPlan returns an empty plan with room for n commands.
+func getPlan(n int) *batchPlan {
+	p := planPool.Get().(*batchPlan)
+	if cap(p.out) < n+2 {
+		p.out = make([]redis.Cmder, 0, n+2)
+	}
+	if cap(p.items) < n {
+		p.items = make([]planned, n)
+	}
+	p.items = p.items[:n]
+	return p
+}
+
+// release clears the plan and returns it to the pool.
+func (p *batchPlan) release() {
+	if cap(p.items) > maxPooledCmds {
+		return
+	}
+	clear(p.out[:cap(p.out)])
+	clear(p.items[:cap(p.items)])
+	clear(p.wbuf[:cap(p.wbuf)])
+	clear(p.abuf[:cap(p.abuf)])
+	*p = batchPlan{out: p.out[:0], items: p.items[:0], wbuf: p.wbuf[:0], abuf: p.abuf[:0]}
+	planPool.Put(p)
+}
+
 // rewrite returns a rewritten command from the batch's buffer.
 func (p *batchPlan) rewrite(cmd redis.Cmder, name, second interface{}) *rewritten {
 	if len(p.wbuf) == cap(p.wbuf) {
@@ -256,6 +296,12 @@ func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next 
 	// repaired without running a script outside the transaction.
 	optimistic := !tx && h.sh.cfg.pipelineMode == PipelineOptimistic
 	p := h.plan(cmds, tx, optimistic, bres)
+	if !h.cluster {
+		// Under a ClusterClient the plan must not be recycled: go-redis
+		// collects redirected commands (our rewritten ones among them) and
+		// re-sends them after this hook has returned.
+		defer p.release()
+	}
 	err := next(ctx, p.out)
 	h.settle(p, bres)
 	if optimistic {
@@ -274,13 +320,8 @@ func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next 
 
 // plan builds the outgoing commands of a batch.
 func (h *Hook) plan(cmds []redis.Cmder, tx, optimistic bool, bres *batchResult) *batchPlan {
-	p := &batchPlan{
-		out:        make([]redis.Cmder, 0, len(cmds)+2),
-		items:      make([]planned, len(cmds)),
-		loadAhead:  h.cluster && !tx,
-		fixedShape: h.cluster && tx,
-		blind:      h.cluster && tx,
-	}
+	p := getPlan(len(cmds))
+	p.loadAhead, p.fixedShape, p.blind = h.cluster && !tx, h.cluster && tx, h.cluster && tx
 	// In a transaction only the commands between MULTI and EXEC are the
 	// caller's (an ASKING may come before the MULTI).
 	first, last := 0, len(cmds)-1
