@@ -177,6 +177,10 @@ func fltCases() []fltCase {
 				a, runner := admin(t, srv), admin(t, srv)
 				done := make(chan error, 1)
 				before := func() {
+					// Dial the admin's connection now: a connection dialled
+					// while the server is busy fails its HELLO with BUSY, and
+					// SCRIPT KILL would then have nothing to go out on.
+					require.NoError(t, a.Ping(context.Background()).Err())
 					go func() { done <- runner.EvalRO(context.Background(), busyScript, nil).Err() }()
 					require.Eventually(t, func() bool {
 						return redis.HasErrorPrefix(a.Ping(context.Background()).Err(), "BUSY")
