@@ -186,20 +186,21 @@ func (r *clusterRig) ownerIn(t *testing.T, slots []redis.ClusterSlot, slot int) 
 
 // primaries returns the current primaries.
 func (r *clusterRig) primaries(t *testing.T) []*redistest.Server {
-	t.Helper()
-	p, err := r.c.Primaries(context.Background())
-	require.NoError(t, err)
-	require.Len(t, p, 3)
-	return p
+	return r.three(t, r.c.Primaries)
 }
 
 // replicas returns the current replicas.
 func (r *clusterRig) replicas(t *testing.T) []*redistest.Server {
+	return r.three(t, r.c.Replicas)
+}
+
+// three asks the cluster for the servers in one role: there are three.
+func (r *clusterRig) three(t *testing.T, list func(context.Context) ([]*redistest.Server, error)) []*redistest.Server {
 	t.Helper()
-	p, err := r.c.Replicas(context.Background())
+	servers, err := list(context.Background())
 	require.NoError(t, err)
-	require.Len(t, p, 3)
-	return p
+	require.Len(t, servers, 3)
+	return servers
 }
 
 // tagsOn returns n tags (prefix-i) whose slots the primary s serves now.

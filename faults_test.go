@@ -13,8 +13,6 @@ package scripthook
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"regexp"
@@ -420,8 +418,7 @@ func TestFaultCancelWhileWaitingForReload(t *testing.T) {
 			}
 			leaderErr := make(chan error, 1)
 			go func() { leaderErr <- rdb.Eval(lctx, slowScript, []string{key}, "slow").Err() }()
-			sum := sha1.Sum([]byte(slowScript))
-			sha := hex.EncodeToString(sum[:])
+			sha := sha1Hex(slowScript)
 			require.Eventually(t, func() bool {
 				s := h.sh.cache.lookupSHA(sha)
 				return s != nil && h.node.inFlight(s) != nil

@@ -2,6 +2,7 @@ package scripthook
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"unsafe"
 
@@ -159,6 +160,9 @@ type batchScript struct {
 // batchPlan is the outgoing form of one batch.
 type batchPlan struct {
 	bodies int // bodies this batch carries
+	// noScripts counts the commands left with NOSCRIPT, which reach the
+	// caller: set by settle, lowered by retryNoScript.
+	noScripts int
 	// wbuf holds the batch's rewritten commands and abuf their arguments,
 	// each allocated once (or a few times) per batch, not per command.
 	wbuf []rewritten
@@ -311,7 +315,7 @@ func (h *Hook) sendBatch(ctx context.Context, cmds []redis.Cmder, tx bool, next 
 	}
 	// Whatever NOSCRIPT is left reaches the caller: an EVALSHA whose body we
 	// do not know, or (strict) a flush inside the batch's own execution.
-	h.sh.stats.noScriptPassed.Add(int64(countNoScript(p.items)))
+	h.sh.stats.noScriptPassed.Add(int64(p.noScripts))
 	if bres.trace != nil {
 		bres.trace.collect(p.items)
 	}
@@ -433,6 +437,11 @@ func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 		it := &p.items[i]
 		bs := it.bs
 		if bs == nil {
+			// Not a script, or an EVALSHA whose body we do not know: its
+			// NOSCRIPT is the caller's, as without the hook.
+			if it.sc.kind != 0 && isNoScript(it.cmd.Err()) {
+				p.noScripts++
+			}
 			continue
 		}
 		if it.how == sentRewrite {
@@ -455,6 +464,7 @@ func (h *Hook) settle(p *batchPlan, bres *batchResult) {
 			}
 		}
 		bs.noScript = true
+		p.noScripts++
 	}
 	if p.flushed {
 		// The batch emptied the server's cache: only the scripts used after
@@ -532,17 +542,8 @@ func (h *Hook) retryNoScript(ctx context.Context, p *batchPlan, next redis.Proce
 		}
 	}
 	h.sh.stats.repaired.Add(int64(repaired))
+	p.noScripts -= repaired
 	return err, true
-}
-
-func countNoScript(items []planned) int {
-	n := 0
-	for i := range items {
-		if isNoScript(items[i].cmd.Err()) {
-			n++
-		}
-	}
-	return n
 }
 
 // batchErr is the error go-redis would return for the caller's batch: a
@@ -567,5 +568,5 @@ func (h *Hook) batchErr(cmds []redis.Cmder, err error) error {
 // transport or context error.
 func isRedisError(err error) bool {
 	var rerr redis.Error
-	return err != nil && asRedisError(err, &rerr)
+	return err != nil && errors.As(err, &rerr)
 }

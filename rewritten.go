@@ -23,7 +23,7 @@ type single struct {
 // or SHA1 argument replaced.
 func newRewritten(cmd redis.Cmder, name, second interface{}) *rewritten {
 	w := &single{}
-	args := w.buf[:]
+	var args []interface{}
 	if n := len(cmd.Args()); n <= len(w.buf) {
 		args = w.buf[:n]
 	} else {

@@ -10,8 +10,6 @@ package scripthook
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -84,13 +82,13 @@ func TestSecuritySecretsNotExported(t *testing.T) {
 			return c.Do(ctx, "EVAL", []byte(body), 1, keys[0], arg).Err()
 		}},
 		{"evalsha registered", func(ctx context.Context, c *redis.Client) error {
-			return c.EvalSha(ctx, sha1hexSec(body), keys, arg).Err()
+			return c.EvalSha(ctx, sha1Hex(body), keys, arg).Err()
 		}},
 		{"evalsha given the body by mistake", func(ctx context.Context, c *redis.Client) error {
 			return c.EvalSha(ctx, body, keys, arg).Err()
 		}},
 		{"evalsha unknown", func(ctx context.Context, c *redis.Client) error {
-			return c.EvalSha(ctx, sha1hexSec("return '"+secToken+"'"), keys, arg).Err()
+			return c.EvalSha(ctx, sha1Hex("return '"+secToken+"'"), keys, arg).Err()
 		}},
 		{"error reply echoing an argument", func(ctx context.Context, c *redis.Client) error {
 			return c.Eval(ctx, "return redis.error_reply(ARGV[1])", keys, "ERR "+arg).Err()
@@ -104,7 +102,7 @@ func TestSecuritySecretsNotExported(t *testing.T) {
 		{"pipeline", func(ctx context.Context, c *redis.Client) error {
 			_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 				p.Eval(ctx, body, keys, arg)
-				p.EvalSha(ctx, sha1hexSec(body), keys, arg)
+				p.EvalSha(ctx, sha1Hex(body), keys, arg)
 				p.EvalSha(ctx, body, keys, arg)
 				p.Eval(ctx, "return redis.error_reply(ARGV[1])", keys, "ERR "+arg)
 				p.Eval(ctx, "return 1 body_"+secToken, keys, arg)
@@ -187,11 +185,6 @@ func TestSecuritySecretsNotExported(t *testing.T) {
 	}
 }
 
-func sha1hexSec(s string) string {
-	sum := sha1.Sum([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
-
 // secSpy sits below scripthook and checks every command it sends: a SHA1
 // the hook put on the wire is the SHA1 of the body the caller's command
 // carries at that moment (or, for a repaired EVALSHA, the body the hook sends
@@ -232,14 +225,14 @@ func (s *secSpy) check(cmd, next redis.Cmder) {
 		case "evalsha", "evalsha_ro":
 			// The caller's EVAL went out by SHA1.
 			body, ok := argBody(callerArgs[1])
-			if !ok || sent[1] != sha1hexSec(body) {
+			if !ok || sent[1] != sha1Hex(body) {
 				s.fail("EVAL of %.20q sent as EVALSHA %v", body, sent[1])
 			}
 		case "eval", "eval_ro":
 			// The caller's EVALSHA went out with a body: its SHA1 must be
 			// the caller's.
 			body, _ := argBody(sent[1])
-			if sha, _ := normalizeSHA(callerArgs[1].(string)); sha != sha1hexSec(body) {
+			if sha, _ := normalizeSHA(callerArgs[1].(string)); sha != sha1Hex(body) {
 				s.fail("EVALSHA %v repaired with body %.20q", callerArgs[1], body)
 			}
 		default:
@@ -259,7 +252,7 @@ func (s *secSpy) check(cmd, next redis.Cmder) {
 		}
 		nargs := next.Args()
 		sha, _ := normalizeSHA(fmt.Sprint(nargs[1]))
-		if !strings.HasPrefix(next.Name(), "evalsha") || sha != sha1hexSec(body) {
+		if !strings.HasPrefix(next.Name(), "evalsha") || sha != sha1Hex(body) {
 			s.fail("SCRIPT LOAD of %.20q followed by %v %v", body, nargs[0], nargs[1])
 		}
 		s.mu.Lock()
@@ -369,7 +362,7 @@ func TestSecuritySHAAlwaysFromTheBody(t *testing.T) {
 					return call{[]interface{}{"eval_ro", digits[:n], 0}, v}
 				case 3: // a registered script by SHA1, upper case sometimes
 					r := k % 4
-					sha := sha1hexSec(fmt.Sprintf("return 'reg-%d'", r))
+					sha := sha1Hex(fmt.Sprintf("return 'reg-%d'", r))
 					if k%2 == 0 {
 						sha = strings.ToUpper(sha)
 					}

@@ -64,7 +64,6 @@ type batchKey struct{}
 
 // telemetry holds a Hook's tracer and instruments, built once.
 type telemetry struct {
-	cfg    *config
 	tracer trace.Tracer // nil: tracing off
 	// globalDefault is the global provider as it was when the hook was made,
 	// when that was OpenTelemetry's own default, which records nothing until
@@ -76,7 +75,7 @@ type telemetry struct {
 }
 
 func newTelemetry(cfg *config, sh *shared) *telemetry {
-	t := &telemetry{cfg: cfg}
+	t := &telemetry{}
 	if cfg.tracing {
 		if _, isNoop := cfg.tp.(noop.TracerProvider); !isNoop {
 			t.tracer = cfg.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version))

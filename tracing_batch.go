@@ -30,9 +30,6 @@ type batchTrace struct {
 	limit   int
 	items   []traceItem
 	dropped int
-	// parent receives this batch's counts (a node's sub-batch under a
-	// cluster pipeline's batch).
-	parent *batchResult
 }
 
 // traceItem is one script command of a batch, as its child span shows it.
@@ -115,7 +112,7 @@ func (h *Hook) traceBatch(ctx context.Context, cmds []redis.Cmder, next redis.Pr
 	if tel.tracing() {
 		ctx, span = tel.tracer.Start(ctx, op, tel.scriptOpts...)
 		if span.IsRecording() {
-			bres.trace = &batchTrace{limit: h.sh.cfg.maxChildSpans, parent: parent}
+			bres.trace = &batchTrace{limit: h.sh.cfg.maxChildSpans}
 			if h.role == roleTop {
 				ctx = context.WithValue(ctx, batchKey{}, bres)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -328,4 +329,55 @@ func TestMetrics(t *testing.T) {
 	assert.Equal(t, int64(1), sum("scripthook.noscript.repaired"))
 	assert.Equal(t, tr.h.Stats().BodiesSent, sum("scripthook.bodies.sent"))
 	assert.Equal(t, tr.h.Stats().BytesSaved, sum("scripthook.request.bytes_saved"))
+}
+
+// innerRecorder is a hook added after scripthook, where README puts
+// redisotel: it notes each command it sees and the span its context
+// carries.
+type innerRecorder struct {
+	mu    sync.Mutex
+	names []string
+	spans []trace.SpanID
+}
+
+func (r *innerRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *innerRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (r *innerRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !strings.HasPrefix(cmd.Name(), "eval") {
+			return next(ctx, cmd) // connection set-up (HELLO, CLIENT SETINFO) passes hooks too
+		}
+		r.mu.Lock()
+		r.names = append(r.names, cmd.Name())
+		r.spans = append(r.spans, trace.SpanFromContext(ctx).SpanContext().SpanID())
+		r.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+// A hook after scripthook sees what crosses the wire (EVALSHA; after a
+// flush, the failed EVALSHA and the reloading EVAL as calls of their own),
+// each under scripthook's span for that script run.
+func TestInnerHookSeesTheWire(t *testing.T) {
+	srv := redistest.Start(t)
+	tr := newTraced(t, srv)
+	inner := &innerRecorder{}
+	tr.rdb.AddHook(inner)
+	ctx := t.Context()
+	require.NoError(t, tr.rdb.Eval(ctx, incrScript, []string{"k"}, 1).Err())
+	require.NoError(t, tr.rdb.Eval(ctx, incrScript, []string{"k"}, 2).Err())
+	tr.flushScripts(t)
+	require.NoError(t, tr.rdb.Eval(ctx, incrScript, []string{"k"}, 3).Err())
+
+	assert.Equal(t, []string{"eval", "evalsha", "evalsha", "eval"}, inner.names)
+	ended := tr.spans.Ended()
+	require.Len(t, ended, 3)
+	want := []trace.SpanID{
+		ended[0].SpanContext().SpanID(),
+		ended[1].SpanContext().SpanID(),
+		ended[2].SpanContext().SpanID(), ended[2].SpanContext().SpanID(),
+	}
+	assert.Equal(t, want, inner.spans, "each command under its script run's span")
 }
