@@ -63,7 +63,7 @@ func (s *Server) start() error {
 		_ = logf.Close()
 		return err
 	}
-	cmd := exec.Command(serverBin, append([]string{s.conf}, s.args...)...)
+	cmd := exec.Command(serverBin(), append([]string{s.conf}, s.args...)...)
 	cmd.Dir = s.Dir
 	// Passing an *os.File lets the child write directly, without a copying
 	// goroutine that would outlive the process.
@@ -71,7 +71,7 @@ func (s *Server) start() error {
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
-		return fmt.Errorf("redistest: starting %s: %w", serverBin, err)
+		return fmt.Errorf("redistest: starting %s: %w", serverBin(), err)
 	}
 	p := &process{cmd: cmd, done: make(chan struct{}), log: logf, logStart: off}
 	pid := cmd.Process.Pid

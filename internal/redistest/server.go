@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,9 +24,6 @@ import (
 )
 
 const (
-	serverBin = "redis-server"
-	cliBin    = "redis-cli"
-
 	// requireEnv turns a missing redis-server from a skip into a failure, so
 	// CI cannot silently pass by skipping every integration test.
 	requireEnv = "SCRIPTHOOK_REQUIRE_REDIS"
@@ -55,11 +51,8 @@ var fastReplicationArgs = []string{
 	"--repl-ping-replica-period", "1",
 }
 
-// Available reports whether redis-server is on PATH.
-func Available() bool {
-	_, err := exec.LookPath(serverBin)
-	return err == nil
-}
+// Available reports whether a server program is there (see BinEnv).
+func Available() bool { return serverBin() != "" }
 
 // Require skips the test with a clear message when redis-server is not on
 // PATH. When the environment variable SCRIPTHOOK_REQUIRE_REDIS is "1" it
@@ -67,17 +60,17 @@ func Available() bool {
 // loudly instead of reporting skipped integration tests as a pass.
 func Require(t testing.TB) {
 	t.Helper()
-	requireBinary(t, serverBin)
+	requireBinary(t, serverBin(), "redis-server (or valkey-server)")
 }
 
-// requireBinary implements Require for any binary (clusters also need
-// redis-cli).
-func requireBinary(t testing.TB, name string) {
+// requireBinary implements Require for any binary (clusters also need the
+// cli): path is where it was found, "" if nowhere.
+func requireBinary(t testing.TB, path, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err == nil {
+	if path != "" {
 		return
 	}
-	msg := fmt.Sprintf("redistest: %s not found on PATH; install Redis >= 7 to run this test", name)
+	msg := fmt.Sprintf("redistest: %s not found on PATH or in $%s; install Redis >= 7 to run this test", name, BinEnv)
 	if os.Getenv(requireEnv) == "1" {
 		t.Fatal(msg + " (failing instead of skipping because " + requireEnv + "=1)")
 	}
@@ -117,6 +110,7 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Stop)
+	t.Logf("redistest: %s on %s", ServerVersion(), s.Addr)
 	return s
 }
 

@@ -23,7 +23,7 @@ var shared struct {
 func SharedCluster(t testing.TB) *Cluster {
 	t.Helper()
 	Require(t)
-	requireBinary(t, cliBin)
+	requireBinary(t, cliBin(), "redis-cli (or valkey-cli)")
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.closed {
