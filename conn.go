@@ -6,20 +6,20 @@ import (
 	"syscall"
 )
 
-// trackedConn reports its own Close to the node state. A dial that follows a
+// trackedConn reports its own Close to the server state. A dial that follows a
 // closed connection is how a restart, a failover or a broken link shows
 // itself, so it is what makes the hook forget what the server had loaded;
 // the dials that merely grow the pool at start-up are not.
 type trackedConn struct {
 	net.Conn
-	node   *nodeState
+	srv    *server
 	closed atomic.Bool
 }
 
 // Close closes the connection and records that one was lost.
 func (c *trackedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
-		c.node.connClosed()
+		c.srv.connClosed()
 	}
 	return c.Conn.Close()
 }
@@ -40,8 +40,8 @@ func (c trackedSysConn) SyscallConn() (syscall.RawConn, error) {
 }
 
 // track wraps a freshly dialled connection.
-func track(conn net.Conn, node *nodeState) net.Conn {
-	t := &trackedConn{Conn: conn, node: node}
+func track(conn net.Conn, srv *server) net.Conn {
+	t := &trackedConn{Conn: conn, srv: srv}
 	if _, ok := conn.(syscall.Conn); ok {
 		return trackedSysConn{t}
 	}

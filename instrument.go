@@ -24,35 +24,37 @@ func Instrument(rdb redis.UniversalClient, opts ...Option) error {
 // installTimeout bounds how long Install waits to list a cluster's nodes.
 const installTimeout = 10 * time.Second
 
-// Install attaches h to rdb the way Instrument does. For a *redis.Client it
-// is rdb.AddHook(h). For a ClusterClient or Ring, h traces the logical calls
-// and batches at the top, and each node gets its own node hook; Install
-// reaches the nodes that exist already (asking the cluster for its nodes,
-// which needs it reachable) as well as those created later. Call it before
-// the client's first use.
+// Install attaches h to rdb the way Instrument does. A *redis.Client gets a
+// client hook of its own: its own record of what its server has loaded and
+// its database index for db.namespace, so one Hook can serve many clients.
+// For a ClusterClient or Ring, h traces the logical calls and batches at the
+// top, and each node gets its own node hook; Install reaches the nodes that
+// exist already (asking the cluster for its nodes, which needs it reachable)
+// as well as those created later. Call it before the client's first use.
 //
 // Installing h on the same client again adds no hook anywhere: it only
 // walks the nodes once more. After an error for an unreachable cluster,
 // nodes the client creates from then on get their hook anyway; calling
 // Install again once the cluster is reachable reaches any created before.
 func (h *Hook) Install(rdb redis.UniversalClient) error {
+	sh := h.sh
 	switch c := rdb.(type) {
 	case *redis.Client:
-		if claim(&h.sh.nodes, c) {
-			h.db = strconv.Itoa(c.Options().DB)
-			c.AddHook(h)
+		if claim(&sh.claimed, c) {
+			o := c.Options()
+			c.AddHook(newClientHook(sh, strconv.Itoa(o.DB), o.Addr))
 		}
 		return nil
 	case *redis.ClusterClient:
-		if claim(&h.sh.nodes, c) {
+		if claim(&sh.claimed, c) {
 			// A cluster has database 0 only.
-			c.AddHook(&Hook{sh: h.sh, role: roleTop, db: "0"})
-			c.OnNewNode(func(node *redis.Client) { h.attachNode(node, "0", true) })
+			c.AddHook(&topHook{sh: sh, db: "0"})
+			c.OnNewNode(func(node *redis.Client) { sh.attachNode(node, "0", true) })
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 		defer cancel()
 		err := c.ForEachShard(ctx, func(_ context.Context, node *redis.Client) error {
-			h.attachNode(node, "0", true)
+			sh.attachNode(node, "0", true)
 			return nil
 		})
 		if err != nil {
@@ -61,15 +63,15 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 		return nil
 	case *redis.Ring:
 		db := strconv.Itoa(c.Options().DB)
-		if claim(&h.sh.nodes, c) {
-			c.AddHook(&Hook{sh: h.sh, role: roleTop, db: db})
-			c.OnNewNode(func(shard *redis.Client) { h.attachNode(shard, db, false) })
+		if claim(&sh.claimed, c) {
+			c.AddHook(&topHook{sh: sh, db: db})
+			c.OnNewNode(func(shard *redis.Client) { sh.attachNode(shard, db, false) })
 		}
 		// A Ring's shards exist from construction; ForEachShard reaches them
 		// without a network round trip. It skips shards the Ring's heartbeat
 		// has marked down, hence: install before first use.
 		return c.ForEachShard(context.Background(), func(_ context.Context, shard *redis.Client) error {
-			h.attachNode(shard, db, false)
+			sh.attachNode(shard, db, false)
 			return nil
 		})
 	case nil:
@@ -80,18 +82,21 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 }
 
 // attachNode gives a node client its own node hook, once. cluster says the
-// node belongs to a ClusterClient (see Hook.cluster).
-func (h *Hook) attachNode(node *redis.Client, db string, cluster bool) {
-	if !claim(&h.sh.nodes, node) {
+// node belongs to a ClusterClient (see engine.cluster).
+func (sh *shared) attachNode(node *redis.Client, db string, cluster bool) {
+	if !claim(&sh.claimed, node) {
 		return
 	}
-	node.AddHook(&Hook{sh: h.sh, node: newNodeState(nodeLimit(h.sh.cfg)), role: roleNode, db: db, cluster: cluster})
+	n := &nodeHook{engine: engine{sh: sh, srv: sh.newServerState(), cluster: cluster}, db: db}
+	addr := node.Options().Addr
+	n.srv.addr.Store(&addr)
+	node.AddHook(n)
 }
 
-// nodeRegistry remembers which clients and node clients have a hook, without
+// registry remembers which clients and node clients have a hook, without
 // keeping closed ones alive: both OnNewNode and the walk over existing nodes
 // may report the same node, and Install may be called again.
-type nodeRegistry struct {
+type registry struct {
 	mu sync.Mutex
 	// seen maps a weak.Pointer (to a Client, ClusterClient or Ring) to a
 	// func that reports whether it still points to something.
@@ -99,7 +104,7 @@ type nodeRegistry struct {
 }
 
 // claim reports whether c had no hook of r's yet, and records it.
-func claim[T any](r *nodeRegistry, c *T) bool {
+func claim[T any](r *registry, c *T) bool {
 	key := weak.Make(c)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -39,21 +38,25 @@ func newMetrics(cfg *config, sh *shared) *metrics {
 		}
 		return c
 	}
-	reloads := counter("scripthook.noscript.repaired", "{reply}", "NOSCRIPT replies scripthook repaired by reloading the script.")
+	repaired := counter("scripthook.noscript.repaired", "{reply}", "NOSCRIPT replies scripthook repaired.")
+	evicted := counter("scripthook.noscript.evicted", "{reply}", "NOSCRIPT replies for scripts the server had run and was not seen to flush: evictions.")
 	passed := counter("scripthook.noscript.passed", "{reply}", "NOSCRIPT replies that reached the caller.")
 	bodies := counter("scripthook.bodies.sent", "{body}", "Script bodies sent to a server.")
+	loads := counter("scripthook.loads", "{command}", "SCRIPT LOAD commands scripthook sent.")
 	rewritten := counter("scripthook.commands.rewritten", "{command}", "EVAL commands sent as EVALSHA.")
 	saved := counter("scripthook.request.bytes_saved", "By", "Request bytes not sent thanks to EVALSHA.")
 	system := metric.WithAttributes(semconv.DBSystemNameRedis)
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := &sh.stats
-		o.ObserveInt64(reloads, st.repaired.Load(), system)
+		o.ObserveInt64(repaired, st.repaired.Load(), system)
+		o.ObserveInt64(evicted, st.evicted.Load(), system)
 		o.ObserveInt64(passed, st.noScriptPassed.Load(), system)
 		o.ObserveInt64(bodies, st.bodiesSent.Load(), system)
+		o.ObserveInt64(loads, st.loads.Load(), system)
 		o.ObserveInt64(rewritten, st.rewritten.Load(), system)
 		o.ObserveInt64(saved, st.bytesSaved.Load(), system)
 		return nil
-	}, reloads, passed, bodies, rewritten, saved)
+	}, repaired, evicted, passed, bodies, loads, rewritten, saved)
 	if err != nil {
 		otel.Handle(err)
 	}
@@ -66,26 +69,17 @@ func (m *metrics) enabled(ctx context.Context) bool {
 	return m.duration.Inst().Enabled(ctx)
 }
 
-// recordScript records one script run.
-func (m *metrics) recordScript(ctx context.Context, d time.Duration, h *Hook, sc *scriptCall, s *script, res *result, err error) {
-	attrs := make([]attribute.KeyValue, 0, 8)
-	attrs = append(attrs, semconv.DBOperationName(res.sent.String()))
-	if s != nil {
-		attrs = append(attrs, semconv.DBStoredProcedureName(s.displayName()))
-	}
-	attrs = append(attrs, h.nodeAttrs(res.node)...)
-	attrs = appendErrAttrs(attrs, err)
-	m.duration.Record(ctx, d.Seconds(), dbconv.SystemNameAttr(semconv.DBSystemNameRedis.Value.AsString()), attrs...)
-}
-
-// recordBatch records one batch as a single operation, as the conventions
-// ask.
-func (m *metrics) recordBatch(ctx context.Context, d time.Duration, h *Hook, op string, node *nodeState, err error) {
-	attrs := make([]attribute.KeyValue, 0, 6)
+// record records one operation: a script or function call (proc is its
+// bounded name) or a batch (proc ""). Every attribute is bounded: operation
+// names are the commands', proc is bounded by nameBound, and the rest by the
+// program's own clients and servers.
+func (m *metrics) record(ctx context.Context, d time.Duration, op, proc, db string, srv *server, err error) {
+	attrs := make([]attribute.KeyValue, 0, 7)
 	attrs = append(attrs, semconv.DBOperationName(op))
-	attrs = append(attrs, h.nodeAttrs(node)...)
-	if err != nil && err != redis.Nil {
-		attrs = appendErrAttrs(attrs, err)
+	if proc != "" {
+		attrs = append(attrs, semconv.DBStoredProcedureName(proc))
 	}
+	attrs = serverAttrs(attrs, db, srv)
+	attrs = errAttrs(attrs, err)
 	m.duration.Record(ctx, d.Seconds(), dbconv.SystemNameAttr(semconv.DBSystemNameRedis.Value.AsString()), attrs...)
 }

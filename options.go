@@ -4,6 +4,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // PipelineMode says how a Hook treats scripts inside pipelines and
@@ -38,6 +39,11 @@ func (m PipelineMode) String() string {
 // span when WithMaxChildSpans is not given.
 const DefaultMaxChildSpans = 128
 
+// DefaultMaxScriptNames is how many scripts that were not registered (and
+// functions) may name spans and metric series by SHA1 (or function name)
+// when WithMaxScriptNames is not given.
+const DefaultMaxScriptNames = 100
+
 // config is a Hook's configuration. newConfig sets every default in one
 // place; it is never changed after New returns.
 type config struct {
@@ -45,22 +51,32 @@ type config struct {
 	cacheSize     int
 	pipelineMode  PipelineMode
 	maxBatchSize  int
-	tracing       bool
+	tracingOn     bool
 	queryText     bool
 	maxChildSpans int
-	tp            trace.TracerProvider
-	mp            metric.MeterProvider
+	// maxScriptNames bounds the names of spans and metric series.
+	maxScriptNames int
+	tp             trace.TracerProvider
+	mp             metric.MeterProvider
 	// tpGiven says the provider came from WithTracerProvider, not the global.
 	tpGiven bool
 }
 
+// tracing reports whether spans are on at all: WithTracing, and not the
+// no-op provider, which records nothing.
+func (c *config) tracing() bool {
+	_, isNoop := c.tp.(noop.TracerProvider)
+	return c.tracingOn && !isNoop
+}
+
 func newConfig(opts []Option) config {
 	c := config{
-		rewrite:       true,
-		cacheSize:     DefaultCacheSize,
-		pipelineMode:  PipelineStrict,
-		tracing:       true,
-		maxChildSpans: DefaultMaxChildSpans,
+		rewrite:        true,
+		cacheSize:      DefaultCacheSize,
+		pipelineMode:   PipelineStrict,
+		tracingOn:      true,
+		maxChildSpans:  DefaultMaxChildSpans,
+		maxScriptNames: DefaultMaxScriptNames,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -96,8 +112,11 @@ func WithRewrite(on bool) Option {
 // given to Register are kept in addition). Memory is about n times the size
 // of the largest body. A script that was forgotten is learned again from the
 // next EVAL that carries it; an EVALSHA for it then passes through as it
-// would without the hook. A value below 1 is ignored. Default:
-// DefaultCacheSize (512).
+// would without the hook. n is also the pin budget: how many scripts the
+// hook's own SCRIPT LOADs may make permanent on one server between two
+// flushes (a script loaded by SCRIPT LOAD is never evicted, so this bounds
+// the server memory the hook can hold; registered scripts are pinned in
+// addition). A value below 1 is ignored. Default: DefaultCacheSize (512).
 func WithCacheSize(n int) Option {
 	return optionFunc(func(c *config) {
 		if n >= 1 {
@@ -128,9 +147,28 @@ func WithMaxBatchSize(n int) Option {
 	})
 }
 
-// WithTracing turns spans on or off. Default: true.
+// WithTracing turns spans on or off. It is the one switch for spans:
+// WithTracing(false) starts none whatever the provider, and with it on,
+// spans go to the provider of WithTracerProvider (a no-op provider also
+// records nothing, at the cost of starting its no-op spans). Metrics are
+// not affected: WithMeterProvider decides them. Default: true.
 func WithTracing(on bool) Option {
-	return optionFunc(func(c *config) { c.tracing = on })
+	return optionFunc(func(c *config) { c.tracingOn = on })
+}
+
+// WithMaxScriptNames bounds how many scripts (beyond registered ones, which
+// are always named) and functions may give their SHA1 or name to spans and
+// to the db.stored_procedure.name of the duration metric: scripts from their
+// second call on, in the order they proved hot. Every other one is named
+// OtherName, so the metric has a bounded number of series however many
+// scripts a program builds. A negative value is ignored. Default:
+// DefaultMaxScriptNames (100).
+func WithMaxScriptNames(n int) Option {
+	return optionFunc(func(c *config) {
+		if n >= 0 {
+			c.maxScriptNames = n
+		}
+	})
 }
 
 // WithTracerProvider sets the TracerProvider spans are created with. A nil

@@ -2,172 +2,78 @@ package scripthook
 
 import (
 	"strconv"
+	"unsafe"
 )
 
-// scriptKind says which of the four script commands a command is.
-type scriptKind uint8
-
-const (
-	kindEval scriptKind = iota + 1
-	kindEvalRO
-	kindEvalSha
-	kindEvalShaRO
-)
-
-// Boxed once, so building a rewritten command does not allocate for them.
-var (
-	argEvalSha   interface{} = "evalsha"
-	argEvalShaRO interface{} = "evalsha_ro"
-	argEval      interface{} = "eval"
-	argEvalRO    interface{} = "eval_ro"
-)
-
-// hasBody reports whether the command carries the script body.
-func (k scriptKind) hasBody() bool { return k == kindEval || k == kindEvalRO }
-
-// readOnly reports whether the command is one of the _RO variants.
-func (k scriptKind) readOnly() bool { return k == kindEvalRO || k == kindEvalShaRO }
-
-// shaName is the command that runs the script by SHA1 in the same mode.
-func (k scriptKind) shaName() string {
-	if k.readOnly() {
-		return "evalsha_ro"
-	}
-	return "evalsha"
-}
-
-func (k scriptKind) shaArg() interface{} {
-	if k.readOnly() {
-		return argEvalShaRO
-	}
-	return argEvalSha
-}
-
-// bodyArg is the command that sends the body in the same mode.
-func (k scriptKind) bodyArg() interface{} {
-	if k.readOnly() {
-		return argEvalRO
-	}
-	return argEval
-}
-
-// String returns the command name in upper case, as traces show it.
-func (k scriptKind) String() string {
-	switch k {
-	case kindEval:
-		return "EVAL"
-	case kindEvalRO:
-		return "EVAL_RO"
-	case kindEvalSha:
-		return "EVALSHA"
-	case kindEvalShaRO:
-		return "EVALSHA_RO"
-	}
-	return ""
-}
-
-// scriptCall is a well-formed script command taken apart. It is the one place
-// that decides "is this a script command, and what are its parts"; the single
-// path, the pipeline path and tracing all use it.
+// scriptCall is a well-formed script command taken apart. Every path takes
+// a script command apart with parseScript, once.
 type scriptCall struct {
-	kind scriptKind
-	// body is set for EVAL/EVAL_RO with a string body; bodyBytes for a []byte
-	// body. Neither is copied: they alias the caller's argument.
-	body      string
-	bodyBytes []byte
-	isBytes   bool
-	// sha is the caller's SHA1 argument of EVALSHA/EVALSHA_RO, as given.
-	sha     string
-	numKeys int
+	kind kind
+	// body is the caller's script for EVAL/EVAL_RO, not copied: it aliases
+	// the caller's argument, which may be a []byte viewed as a string, so it
+	// is compared, hashed or copied while the call runs and never kept.
+	body string
+	// sha is the caller's SHA1 argument of EVALSHA/EVALSHA_RO, as given;
+	// function the function an FCALL/FCALL_RO calls.
+	sha      string
+	function string
+	numKeys  int
 	// nargs counts the keys and arguments after numkeys.
 	nargs int
 }
 
-// callInfo is what later stages need of a scriptCall, without the body: a
-// batch keeps one per command.
-type callInfo struct {
-	kind    scriptKind
-	numKeys int32
-	nargs   int32
-	bodyLen int32
-	sha     string // the caller's SHA1 argument, for EVALSHA
-}
-
-// info returns the call's callInfo.
-func (s *scriptCall) info() callInfo {
-	return callInfo{kind: s.kind, numKeys: int32(s.numKeys), nargs: int32(s.nargs), bodyLen: int32(s.bodyLen()), sha: s.sha}
-}
-
-// bodyLen is the length of the script body in bytes.
-func (s *scriptCall) bodyLen() int {
-	if s.isBytes {
-		return len(s.bodyBytes)
+// info returns what later stages keep of the call.
+func (sc *scriptCall) info() callInfo {
+	arg := sc.sha
+	if sc.kind.isFCall() {
+		arg = sc.function
 	}
-	return len(s.body)
+	return callInfo{numKeys: int32(sc.numKeys), nargs: int32(sc.nargs), arg: arg}
 }
 
-// maybeScript is parseScript's first check, small enough to be inlined into
-// every caller, so that other commands pay only for it.
-func maybeScript(args []interface{}) bool {
+// parseScript takes a script (or function) command apart. It returns false for a command
+// that is not a well-formed script command (a body or SHA1 that is neither
+// text nor bytes, numkeys that cannot be read for certain, negative or larger
+// than the arguments): such commands go to the server unchanged, so that a
+// malformed one gets the server's own error.
+func parseScript(k kind, args []interface{}) (scriptCall, bool) {
+	sc := scriptCall{kind: k}
 	if len(args) < 3 {
-		return false
-	}
-	name, ok := args[0].(string)
-	// Every script command starts with "ev", and few others do (EXPIRE,
-	// EXISTS, EXEC and ECHO stop here).
-	return ok && len(name) >= 4 && len(name) <= 10 && (name[0]|0x20) == 'e' && (name[1]|0x20) == 'v'
-}
-
-// parseScript takes a command's arguments apart. It returns false for every
-// command that is not a well-formed script command; such commands go to the
-// server unchanged, so that a malformed one gets the server's own error.
-//
-// It must stay cheap: every command through the hook pays for the first
-// checks, so they look only at the length and the first letters of args[0].
-func parseScript(args []interface{}) (scriptCall, bool) {
-	var sc scriptCall
-	if !maybeScript(args) {
-		return sc, false
-	}
-	name := args[0].(string)
-	switch {
-	case equalFold(name, "eval"):
-		sc.kind = kindEval
-	case equalFold(name, "evalsha"):
-		sc.kind = kindEvalSha
-	case equalFold(name, "eval_ro"):
-		sc.kind = kindEvalRO
-	case equalFold(name, "evalsha_ro"):
-		sc.kind = kindEvalShaRO
-	default:
 		return sc, false
 	}
 	n, ok := parseNumKeys(args[2])
-	// Redis rejects a negative numkeys and one larger than the arguments that
-	// follow; leave both to the server so the caller gets its error.
 	if !ok || n < 0 || n > len(args)-3 {
 		return sc, false
 	}
-	sc.numKeys = n
-	sc.nargs = len(args) - 3
-	if sc.kind.hasBody() {
-		switch b := args[1].(type) {
-		case string:
-			sc.body = b
-		case []byte:
-			sc.bodyBytes = b
-			sc.isBytes = true
-		default:
-			return sc, false
-		}
-		return sc, true
-	}
-	sha, ok := args[1].(string)
+	sc.numKeys, sc.nargs = n, len(args)-3
+	text, ok := textArg(args[1])
 	if !ok {
 		return sc, false
 	}
-	sc.sha = sha
+	switch {
+	case k.hasBody():
+		sc.body = text
+	case k.isFCall():
+		sc.function = text
+	default:
+		sc.sha = text
+	}
 	return sc, true
+}
+
+// textArg views a body or SHA1 argument as a string without copying it.
+func textArg(v interface{}) (string, bool) {
+	switch t := v.(type) {
+	case string:
+		return t, true
+	case []byte:
+		return unsafe.String(unsafe.SliceData(t), len(t)), true
+	case *string:
+		if t != nil {
+			return *t, true
+		}
+	}
+	return "", false
 }
 
 // parseNumKeys reads numkeys the way go-redis would write it. Anything it
@@ -177,7 +83,7 @@ func parseNumKeys(v interface{}) (int, bool) {
 	case int:
 		return n, true
 	case int64:
-		return int(n), true
+		return int(n), n >= -1<<31 && n <= 1<<31
 	case int32:
 		return int(n), true
 	case int16:
@@ -197,13 +103,18 @@ func parseNumKeys(v interface{}) (int, bool) {
 	case string:
 		return atoiStrict(n)
 	case []byte:
-		return atoiStrict(string(n))
+		return atoiStrict(unsafe.String(unsafe.SliceData(n), len(n)))
+	case *string:
+		if n != nil {
+			return atoiStrict(*n)
+		}
 	}
 	return 0, false
 }
 
 // atoiStrict accepts only what Redis's string2ll accepts for small numbers:
-// an optional minus sign and digits, no spaces, no plus sign.
+// an optional minus sign and digits, no spaces, no plus sign, no leading
+// zeros.
 func atoiStrict(s string) (int, bool) {
 	if s == "" || s[0] == '+' || len(s) > 10 {
 		return 0, false
@@ -213,30 +124,13 @@ func atoiStrict(s string) (int, bool) {
 		return 0, false
 	}
 	if len(s) > 1 && (s[0] == '0' || (s[0] == '-' && s[1] == '0')) {
-		return 0, false // Redis refuses leading zeros
+		return 0, false
 	}
 	return n, true
 }
 
-// equalFold compares an ASCII command name with a lower-case constant.
-func equalFold(s, lower string) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// normalizeSHA returns the SHA1 argument in the lower-case form the cache
-// uses, and false if it cannot be a SHA1 (Redis lower-cases it too).
+// normalizeSHA returns a SHA1 argument in lower case, as the cache keys it
+// (the server ignores its case), and false if it cannot be a SHA1.
 func normalizeSHA(s string) (string, bool) {
 	if len(s) != 40 {
 		return "", false
@@ -262,4 +156,30 @@ func normalizeSHA(s string) (string, bool) {
 		}
 	}
 	return string(b), true
+}
+
+// savedBytes is how many request bytes EVALSHA writes less than EVAL for a
+// body of n bytes, in RESP (negative for bodies shorter than a SHA1).
+func savedBytes(k kind, n int) int {
+	body := 1 + digits(n) + 2 + n + 2
+	const sha = 1 + 2 + 2 + 40 + 2
+	name := 3 // "$7\r\nevalsha\r\n" against "$4\r\neval\r\n"
+	if k.readOnly() {
+		name = 4 // "$10\r\nevalsha_ro\r\n" against "$7\r\neval_ro\r\n"
+	}
+	return body - sha - name
+}
+
+// loadBytes is what a SCRIPT LOAD of a body of n bytes writes.
+func loadBytes(n int) int {
+	return 4 + 12 + 10 + 1 + digits(n) + 2 + n + 2 // *3, $6 script, $4 load, $n body
+}
+
+func digits(n int) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
 }

@@ -1,113 +1,99 @@
 package scripthook
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func sha1Hex(s string) string {
-	sum := sha1.Sum([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+func testCache(limit int) *shaCache { return newSHACache(limit, sha1Hex) }
 
+// The same string is one script, found by identity and proven by content.
 func TestCacheSameStringIsOneScript(t *testing.T) {
-	c := newSHACache(4)
-	body := strings.Repeat("-- padding\n", 100) + "return 1"
-	sc := scriptCall{kind: kindEval, body: body}
-	a := c.forCall(&sc)
-	b := c.forCall(&sc)
-	assert.Same(t, a, b)
-	assert.Equal(t, sha1Hex(body), a.sha)
-
-	// The same content in another string allocation finds the same script.
-	other := strings.Clone(body)
-	sc2 := scriptCall{kind: kindEval, body: other}
-	assert.Same(t, a, c.forCall(&sc2))
+	c := testCache(8)
+	body := strings.Repeat("x", 100)
+	s := c.forBody(body)
+	require.NotNil(t, s)
+	assert.Same(t, s, c.forBody(body))
+	assert.Same(t, s, c.forBody(strings.Clone(body)), "another string, same content")
 	assert.Equal(t, 1, c.len())
+	assert.NotEqual(t, uintptr(unsafe.Pointer(unsafe.StringData(body))), uintptr(unsafe.Pointer(unsafe.StringData(s.body))), "the cache owns a copy")
 }
 
-// A caller may reuse one []byte buffer for different scripts: the cache must
-// never answer with the SHA1 of what the buffer held before.
+// A caller's bytes that change under the same string (unsafe.String over a
+// reused buffer) never run the old script: every identity hit is proven.
+func TestCacheBytesChangedUnderTheSameString(t *testing.T) {
+	c := testCache(8)
+	buf := []byte("return 'AAAA'")
+	s := unsafe.String(&buf[0], len(buf))
+	a := c.forBody(s)
+	assert.Equal(t, "return 'AAAA'", a.body)
+	copy(buf, "return 'BBBB'")
+	b := c.forBody(s)
+	assert.Equal(t, "return 'BBBB'", b.body)
+	assert.NotEqual(t, a.hex(), b.hex())
+	assert.Equal(t, sha1HexT(t, "return 'BBBB'"), b.hex())
+	copy(buf, "return 'AAAA'")
+	assert.Same(t, a, c.forBody(s))
+}
+
+// A reused []byte buffer gets the SHA1 of its current bytes.
 func TestCacheReusedByteBuffer(t *testing.T) {
-	c := newSHACache(4)
-	buf := []byte("return 'aaaa'")
-	sc := scriptCall{kind: kindEval, bodyBytes: buf, isBytes: true}
-	first := c.forCall(&sc)
-	assert.Equal(t, sha1Hex("return 'aaaa'"), first.sha)
-	copy(buf, "return 'bbbb'")
-	second := c.forCall(&sc)
-	assert.Equal(t, sha1Hex("return 'bbbb'"), second.sha)
-	assert.Equal(t, "return 'aaaa'", first.body, "the cache keeps its own copy")
+	c := testCache(8)
+	buf := make([]byte, 0, 64)
+	for i := 0; i < 5; i++ {
+		buf = append(buf[:0], fmt.Sprintf("return %d", i)...)
+		s := c.forBody(unsafe.String(unsafe.SliceData(buf), len(buf)))
+		assert.Equal(t, sha1HexT(t, string(buf)), s.hex())
+	}
 }
 
 func TestCacheEvictsAndStaysBounded(t *testing.T) {
-	c := newSHACache(8)
-	hot := "return 'hot'"
+	c := testCache(16)
+	hot := c.forBody("return 'hot'")
 	for i := 0; i < 1000; i++ {
-		sc := scriptCall{kind: kindEval, body: hot}
-		c.forCall(&sc)
-		body := fmt.Sprintf("return %d", i)
-		sc = scriptCall{kind: kindEval, body: body}
-		s := c.forCall(&sc)
-		require.Equal(t, sha1Hex(body), s.sha)
-		require.LessOrEqual(t, c.len(), 8)
+		c.forBody(fmt.Sprintf("return %d", i))
+		c.forBody("return 'hot'") // keeps its clock bit set
+		require.LessOrEqual(t, c.len(), 16)
 	}
-	assert.NotNil(t, c.lookupSHA(sha1Hex(hot)), "a script used all along survives the clock")
-	assert.Len(t, c.byID, c.len())
-	assert.Len(t, c.byBody, c.len())
+	assert.Same(t, hot, c.bySHA1(hot.hex()), "a hot script survives a flood")
+	assert.LessOrEqual(t, len(c.byID), 2*16, "at most two identities per script")
 }
 
-func TestCacheRegisteredIsPinned(t *testing.T) {
-	c := newSHACache(2)
-	reg := c.register("limiter", "return 'registered'")
+func TestCacheRegisteredIsKept(t *testing.T) {
+	c := testCache(4)
+	r := c.register("reg", "return 'registered'")
 	for i := 0; i < 100; i++ {
-		sc := scriptCall{kind: kindEval, body: fmt.Sprintf("return %d", i)}
-		c.forCall(&sc)
+		c.forBody(fmt.Sprintf("return %d", i))
 	}
-	assert.Same(t, reg, c.lookupSHA(sha1Hex("return 'registered'")))
-	assert.Equal(t, "limiter", reg.displayName())
-	assert.False(t, reg.evicted.Load())
+	assert.Same(t, r, c.bySHA1(r.hex()))
+	assert.Equal(t, "reg", r.displayName())
+	assert.True(t, r.registered.Load())
+	// Registering a body the cache has keeps that script, and names it.
+	s := c.forBody("return 'later'")
+	assert.Same(t, s, c.register("later", "return 'later'"))
+	assert.True(t, s.registered.Load())
 }
 
-func TestNodeStateForgetKeepsNewerLoad(t *testing.T) {
-	n := newNodeState(16)
-	s := &script{sha: "x"}
-	n.markLoaded(s)
-	_, gen := n.loaded(s)
-	// Another caller reloads and confirms (a newer belief)...
-	n.forget(s, gen)
-	_, _, fl, lead := n.begin(s)
-	require.True(t, lead)
-	n.finish(s, fl, true)
-	// ...then a late NOSCRIPT for a command sent before that reload arrives.
-	n.forget(s, gen)
-	ok, _ := n.loaded(s)
-	assert.True(t, ok, "a stale NOSCRIPT must not undo a newer load")
+// Where SHA-1 may not be used, the cache keeps bodies without a SHA1 until
+// the server tells it, and then finds them by it.
+func TestCacheLearnsSHA1(t *testing.T) {
+	c := newSHACache(8, func(string) (string, bool) { return "", false })
+	s := c.forBody("return 'fips'")
+	assert.Empty(t, s.hex())
+	assert.Nil(t, c.bySHA1(sha1HexT(t, "return 'fips'")))
+	c.learnSHA(s, sha1HexT(t, "return 'fips'"))
+	assert.Same(t, s, c.bySHA1(sha1HexT(t, "return 'fips'")))
+	assert.Empty(t, c.register("n", "return 'x'").hex(), "Register cannot tell a SHA1 either")
 }
 
-func TestNodeStateResetAfterLostConnection(t *testing.T) {
-	n := newNodeState(16)
-	s := &script{sha: "x"}
-	n.markLoaded(s)
-	n.dialled("127.0.0.1:1") // pool growth: nothing was lost
-	ok, _ := n.loaded(s)
-	assert.True(t, ok)
-	n.connClosed()
-	n.dialled("127.0.0.1:1")
-	ok, _ = n.loaded(s)
-	assert.False(t, ok)
-}
-
-func TestNodeStateBounded(t *testing.T) {
-	n := newNodeState(10)
-	for i := 0; i < 1000; i++ {
-		n.markLoaded(&script{sha: fmt.Sprint(i)})
-		require.LessOrEqual(t, n.size(), 10)
-	}
+func sha1HexT(t *testing.T, s string) string {
+	t.Helper()
+	h, ok := sha1Hex(s)
+	require.True(t, ok)
+	return h
 }

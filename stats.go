@@ -8,14 +8,23 @@ type Stats struct {
 	// Rewritten counts EVAL/EVAL_RO commands sent as EVALSHA/EVALSHA_RO.
 	Rewritten int64
 	// BodiesSent counts script bodies that went to a server: EVAL commands
-	// the hook let through or sent to reload, and SCRIPT LOADs it added.
+	// the hook let through or sent to repair, and SCRIPT LOADs it added.
 	BodiesSent int64
+	// Loads counts the hook's own SCRIPT LOAD commands (each also counts in
+	// BodiesSent).
+	Loads int64
 	// NoScriptRepaired counts NOSCRIPT replies the caller never saw because
-	// the hook reloaded the script and ran it again.
+	// the hook gave the server the script and ran the call again (the reply
+	// proved it had not run).
 	NoScriptRepaired int64
-	// NoScriptPassed counts NOSCRIPT replies that reached the caller: EVALSHA
-	// calls for bodies the hook does not know, or (optimistic pipelines) ones
-	// it could not retry without reordering.
+	// Evicted counts the NOSCRIPT replies, among those, for scripts the
+	// server had run with no flush, restart or lost connection seen in
+	// between: a server that evicts scripts (Redis 7.4+, Valkey 8), or
+	// another client's SCRIPT FLUSH.
+	Evicted int64
+	// NoScriptPassed counts NOSCRIPT replies that reached the caller:
+	// EVALSHA calls for bodies the hook does not know, and the cases README
+	// lists.
 	NoScriptPassed int64
 	// BytesSaved counts request bytes (RESP) not sent thanks to rewriting.
 	BytesSaved int64
@@ -27,7 +36,9 @@ type Stats struct {
 type counters struct {
 	rewritten      atomic.Int64
 	bodiesSent     atomic.Int64
+	loads          atomic.Int64
 	repaired       atomic.Int64
+	evicted        atomic.Int64
 	noScriptPassed atomic.Int64
 	bytesSaved     atomic.Int64
 }
@@ -38,7 +49,9 @@ func (h *Hook) Stats() Stats {
 	return Stats{
 		Rewritten:        c.rewritten.Load(),
 		BodiesSent:       c.bodiesSent.Load(),
+		Loads:            c.loads.Load(),
 		NoScriptRepaired: c.repaired.Load(),
+		Evicted:          c.evicted.Load(),
 		NoScriptPassed:   c.noScriptPassed.Load(),
 		BytesSaved:       c.bytesSaved.Load(),
 		Scripts:          h.sh.cache.len(),
