@@ -1,4 +1,4 @@
-package scripthook_test
+package cluster_test
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
 	"github.com/scripthook/scripthook/internal/redistest"
+	"github.com/scripthook/scripthook/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -16,13 +17,12 @@ import (
 // the hook; pipelines and transactions (split per shard by the Ring) give
 // the results of plain EVAL; every call runs once.
 func TestRingShards(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	srvs := []*redistest.Server{redistest.Start(t), redistest.Start(t), redistest.Start(t)}
 	admin := map[string]*redis.Client{}
 	for _, s := range srvs {
-		c := redis.NewClient(&redis.Options{Addr: s.Addr, Protocol: 2, DisableIdentity: true})
-		t.Cleanup(func() { _ = c.Close() })
-		admin[s.Addr] = c
+		admin[s.Addr] = testkit.Client(t, s, &redis.Options{Protocol: 2, DisableIdentity: true})
 	}
 	calls := func(name string, s *redistest.Server) int64 {
 		n, err := s.CommandCalls(ctx, name)
@@ -42,15 +42,15 @@ func TestRingShards(t *testing.T) {
 
 	// Keys land where they land without the hook; each shard got the body
 	// once, then EVALSHA.
-	l := newLedger()
+	l := testkit.NewLedger()
 	var tags []string
 	for i := 0; i < 12; i++ {
 		tags = append(tags, fmt.Sprint("ring-", i))
 	}
-	landsAsPlain := func(rg *redis.Ring, tags []string) map[string]int {
+	landsAsPlain := func(tags []string) map[string]int {
 		perShard := map[string]int{}
 		for _, tag := range tags {
-			key := countKeys(tag)[0]
+			key := testkit.LedgerKey(tag)
 			shard, err := plain.GetShardClientForKey(key)
 			require.NoError(t, err)
 			addr := shard.Options().Addr
@@ -62,16 +62,16 @@ func TestRingShards(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		for _, tag := range tags {
 			id := fmt.Sprint(round)
-			l.record(t, tag, id, rdb.Eval(ctx, countScript, countKeys(tag), id))
+			l.RecordCmd(t, tag, id, ledgerCall(ctx, rdb, tag, id))
 		}
 	}
-	perShard := landsAsPlain(plain, tags)
+	perShard := landsAsPlain(tags)
 	for _, s := range srvs[:2] {
 		require.Positive(t, perShard[s.Addr], "both shards got keys")
 		assert.Equal(t, int64(1), calls("eval", s), s.Addr)
 		assert.Equal(t, int64(3*perShard[s.Addr]-1), calls("evalsha", s), s.Addr)
 	}
-	l.verify(t, plain)
+	l.Verify(t, plain)
 
 	// Pipelines and transactions, cold: the results of plain EVAL.
 	hookTags, plainTags := []string{"rh-0", "rh-1", "rh-2", "rh-3"}, []string{"rp-0", "rp-1", "rp-2", "rp-3"}
@@ -80,9 +80,9 @@ func TestRingShards(t *testing.T) {
 			require.NoError(t, admin[s.Addr].ScriptFlush(ctx).Err())
 		}
 		run := func(rg *redis.Ring, tags []string, sha bool) []string {
-			return clusterBatch(ctx, rg, tx, func(p redis.Pipeliner) {
+			return runBatch(ctx, rg, tx, func(p redis.Pipeliner) {
 				for _, s := range clusterShape {
-					s.op(ctx, p, tags[s.tag], sha)
+					s.op.do(ctx, p, tags[s.tag], sha)
 				}
 			})
 		}
@@ -101,21 +101,21 @@ func TestRingShards(t *testing.T) {
 	var later []string
 	for i := 0; len(later) < 4; i++ {
 		tag := fmt.Sprint("ring-later-", i)
-		if shard, err := plain.GetShardClientForKey(countKeys(tag)[0]); err == nil && shard.Options().Addr == srvs[2].Addr {
+		if shard, err := plain.GetShardClientForKey(testkit.LedgerKey(tag)); err == nil && shard.Options().Addr == srvs[2].Addr {
 			later = append(later, tag)
 		}
 	}
-	l = newLedger()
+	l = testkit.NewLedger()
 	for round := 0; round < 2; round++ {
 		for _, tag := range later {
 			id := fmt.Sprint(round)
-			l.record(t, tag, id, rdb.Eval(ctx, countScript, countKeys(tag), id))
+			l.RecordCmd(t, tag, id, ledgerCall(ctx, rdb, tag, id))
 		}
 	}
-	assert.Equal(t, map[string]int{srvs[2].Addr: len(later)}, landsAsPlain(plain, later))
+	assert.Equal(t, map[string]int{srvs[2].Addr: len(later)}, landsAsPlain(later))
 	assert.Equal(t, int64(1), calls("eval", srvs[2]))
 	assert.Equal(t, int64(2*len(later)-1), calls("evalsha", srvs[2]))
-	l.verify(t, plain)
+	l.Verify(t, plain)
 	assert.Zero(t, h.Stats().NoScriptPassed)
 	assert.Zero(t, h.Stats().NoScriptRepaired)
 }

@@ -1,4 +1,4 @@
-package scripthook_test
+package integration_test
 
 import (
 	"context"
@@ -12,19 +12,17 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
 	"github.com/scripthook/scripthook/internal/redistest"
+	"github.com/scripthook/scripthook/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// incrScript increments a counter and returns it with the argument: enough
-// to see that a call ran, once, with the right arguments.
-const incrScript = "local n = redis.call('INCR', KEYS[1]) return {n, ARGV[1]}"
 
 // Every way of issuing EVAL/EVAL_RO goes out as EVALSHA/EVALSHA_RO once the
 // server has the script, and the first call sends the body with no doomed
 // EVALSHA before it. Counted on the server.
 func TestEvalRewrittenEveryWay(t *testing.T) {
-	ro := "return redis.call('GET', KEYS[1])"
+	t.Parallel()
+	ro := "return redis.call('GET', KEYS[1]) -- read only, longer than a SHA1"
 	cases := []struct {
 		name      string
 		body, cmd string // the server's names for the two commands
@@ -54,32 +52,31 @@ func TestEvalRewrittenEveryWay(t *testing.T) {
 			return redis.NewScript(incrScript).Eval(ctx, rdb, []string{"k5"}, i)
 		}},
 	}
-	r := newRig(t)
+	r, _ := rig(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			r.flushScripts(t)
-			r.h = scripthook.New(scripthook.WithTracing(false))
-			rdb := redis.NewClient(&redis.Options{Addr: r.srv.Addr})
-			defer rdb.Close()
-			rdb.AddHook(r.h)
-			require.NoError(t, r.admin.FlushDB(ctx).Err())
-			r.resetStats(t)
+			r.FlushScripts(t)
+			h := quiet()
+			rdb := testkit.Client(t, r.Srv, nil)
+			rdb.AddHook(h)
+			r.FlushDB(t)
+			r.ResetStats(t)
 			var got []string
 			for i := 0; i < 3; i++ {
-				got = append(got, outcome(tc.call(ctx, rdb, i)))
+				got = append(got, testkit.Render(tc.call(ctx, rdb, i)))
 			}
-			assert.Equal(t, int64(1), r.calls(t, tc.body), "the body went out once")
-			assert.Equal(t, int64(2), r.calls(t, tc.cmd), "then by SHA1")
+			assert.Equal(t, int64(1), r.Calls(t, tc.body), "the body went out once")
+			assert.Equal(t, int64(2), r.Calls(t, tc.cmd), "then by SHA1")
 
 			// The same calls without the hook give the same results.
-			require.NoError(t, r.admin.FlushDB(ctx).Err())
+			r.FlushDB(t)
 			var want []string
 			for i := 0; i < 3; i++ {
-				want = append(want, outcome(tc.call(ctx, r.plain, i)))
+				want = append(want, testkit.Render(tc.call(ctx, r.Plain, i)))
 			}
 			assert.Equal(t, want, got)
-			assert.Equal(t, int64(2), r.h.Stats().Rewritten)
+			assert.Equal(t, int64(2), h.Stats().Rewritten)
 		})
 	}
 }
@@ -87,6 +84,7 @@ func TestEvalRewrittenEveryWay(t *testing.T) {
 // Replies and errors are exactly those of plain EVAL, cold, warm and after a
 // flush, in RESP2 and RESP3.
 func TestSameResultsAsPlainEval(t *testing.T) {
+	t.Parallel()
 	scripts := []struct {
 		name string
 		body string
@@ -113,154 +111,161 @@ func TestSameResultsAsPlainEval(t *testing.T) {
 	}
 	for _, proto := range []int{2, 3} {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			srv := redistest.Start(t)
-			r := rigOn(t, srv, &redis.Options{Protocol: proto})
+			t.Parallel()
+			r, h := rigWith(t, redistest.Start(t), &redis.Options{Protocol: proto})
 			ctx := t.Context()
 			for _, s := range scripts {
 				t.Run(s.name, func(t *testing.T) {
 					for phase, prep := range []func(){
 						func() {}, // cold
 						func() {}, // warm
-						func() { r.flushScripts(t) },
+						func() { r.FlushScripts(t) },
 					} {
 						prep()
-						require.NoError(t, r.admin.FlushDB(ctx).Err())
-						want := outcome(r.plain.Eval(ctx, s.body, s.keys, s.args...))
-						require.NoError(t, r.admin.FlushDB(ctx).Err())
-						got := outcome(r.rdb.Eval(ctx, s.body, s.keys, s.args...))
+						r.FlushDB(t)
+						want := testkit.Render(r.Plain.Eval(ctx, s.body, s.keys, s.args...))
+						r.FlushDB(t)
+						got := testkit.Render(r.Hooked.Eval(ctx, s.body, s.keys, s.args...))
 						assert.Equal(t, want, got, "phase %d", phase)
 						assert.NotContains(t, got, "NOSCRIPT")
 					}
 				})
 			}
-			assert.Zero(t, r.h.Stats().NoScriptPassed)
+			assert.Zero(t, h.Stats().NoScriptPassed)
 		})
 	}
 }
 
-// A SCRIPT FLUSH between calls is repaired with one extra round trip: the
-// failed EVALSHA, then one EVAL.
+// A SCRIPT FLUSH between calls is repaired: the EVALSHA that met NOSCRIPT
+// (it ran nothing), the hook's SCRIPT LOAD, which makes the script
+// permanent, and the EVALSHA again.
 func TestScriptFlushBetweenCalls(t *testing.T) {
-	r := newRig(t)
+	t.Parallel()
+	r, h := rig(t)
 	ctx := t.Context()
-	require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, "a").Err())
-	require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, "b").Err())
-	r.flushScripts(t)
-	r.resetStats(t)
-	v, err := r.rdb.Eval(ctx, incrScript, []string{"c"}, "c").Result()
+	require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, "a").Err())
+	require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, "b").Err())
+	r.FlushScripts(t)
+	r.ResetStats(t)
+	v, err := r.Hooked.Eval(ctx, incrScript, []string{"c"}, "c").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []interface{}{int64(3), "c"}, v)
-	assert.Equal(t, int64(1), r.calls(t, "evalsha"), "the EVALSHA that met NOSCRIPT")
-	assert.Equal(t, int64(1), r.calls(t, "eval"), "one reload, which also ran the call")
-	st := r.h.Stats()
+	assert.Equal(t, int64(2), r.Calls(t, "evalsha"), "the one that met NOSCRIPT, and the repaired call")
+	assert.Equal(t, int64(1), r.Calls(t, "script|load"), "one body")
+	assert.Zero(t, r.Calls(t, "eval"))
+	st := h.Stats()
 	assert.Equal(t, int64(1), st.NoScriptRepaired)
+	assert.Equal(t, int64(1), st.Loads)
 	assert.Zero(t, st.NoScriptPassed)
 
 	// And it is by SHA1 again afterwards.
-	require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, "d").Err())
-	assert.Equal(t, int64(2), r.calls(t, "evalsha"))
-	assert.Equal(t, "4", r.admin.Get(ctx, "c").Val(), "every call ran exactly once")
+	require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, "d").Err())
+	assert.Equal(t, int64(3), r.Calls(t, "evalsha"))
+	assert.Equal(t, "4", r.Admin.Get(ctx, "c").Val(), "every call ran exactly once")
 }
 
-// After a restart the hook forgets what the server had: the call after it
-// sends the body, and nothing reaches the caller.
+// After a restart the hook forgets what the server had: one body goes out
+// and nothing reaches the caller.
 func TestRestartBetweenCalls(t *testing.T) {
-	r := newRig(t)
+	t.Parallel()
+	r, h := rig(t)
 	ctx := t.Context()
 	for i := 0; i < 3; i++ {
-		require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, i).Err())
+		require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, i).Err())
 	}
-	require.NoError(t, r.srv.Restart())
-	v, err := r.rdb.Eval(ctx, incrScript, []string{"c"}, "after").Result()
+	require.NoError(t, r.Srv.Restart())
+	v, err := r.Hooked.Eval(ctx, incrScript, []string{"c"}, "after").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []interface{}{int64(1), "after"}, v, "the restarted server keeps nothing")
-	assert.Equal(t, int64(1), r.calls(t, "eval"), "the body went out once")
-	assert.LessOrEqual(t, r.calls(t, "evalsha"), int64(1))
-	assert.Zero(t, r.h.Stats().NoScriptPassed)
-	assert.Equal(t, "1", r.admin.Get(ctx, "c").Val())
+	// go-redis retries the EVALSHA that met the dead connection on a new
+	// one (below the hook), where it gets NOSCRIPT; the hook repairs.
+	assert.Equal(t, int64(1), bodies(t, r), "the body went out once")
+	assert.Zero(t, h.Stats().NoScriptPassed)
+	assert.Equal(t, "1", r.Admin.Get(ctx, "c").Val())
 }
 
-// 64 goroutines that meet NOSCRIPT together send the body once between them,
-// counted by the server.
-func TestNoScriptStormBodyOnce(t *testing.T) {
-	srv := redistest.Start(t)
-	r := rigOn(t, srv, &redis.Options{PoolSize: 64})
+// 64 goroutines that meet NOSCRIPT together never wait for each other: at
+// most one sends the hook's SCRIPT LOAD, the others send the body, as
+// plain EVAL would; every call runs once, none sees NOSCRIPT, and the next
+// round goes by SHA1 with no body at all.
+func TestNoScriptStormNobodyWaits(t *testing.T) {
+	t.Parallel()
+	r, h := rigWith(t, redistest.Start(t), &redis.Options{PoolSize: 64})
 	ctx := t.Context()
 	const n = 64
-	// Warm every connection of the pool, so the storm does not dial.
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			assert.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, "warm").Err())
-		}()
+	round := func(tag string) {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Go(func() {
+				<-start
+				assert.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, tag).Err())
+			})
+		}
+		close(start)
+		wg.Wait()
 	}
-	wg.Wait()
-	r.flushScripts(t)
-	require.NoError(t, r.admin.Del(ctx, "c").Err())
-	r.resetStats(t)
-
-	start := make(chan struct{})
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			<-start
-			errs <- r.rdb.Eval(ctx, incrScript, []string{"c"}, i).Err()
-		}(i)
+	round("warm")
+	round("warm")
+	r.FlushScripts(t)
+	require.NoError(t, r.Admin.Del(ctx, "c").Err())
+	r.ResetStats(t)
+	round("storm")
+	assert.LessOrEqual(t, r.Calls(t, "script|load"), int64(1))
+	assert.LessOrEqual(t, bodies(t, r), int64(n), "never more bodies than plain EVAL")
+	assert.Equal(t, fmt.Sprint(n), r.Admin.Get(ctx, "c").Val(), "each call ran exactly once")
+	assert.Zero(t, h.Stats().NoScriptPassed)
+	if r.Calls(t, "script|load") == 1 {
+		r.ResetStats(t)
+		round("after")
+		assert.Zero(t, bodies(t, r), "pinned: the next round needs no body")
 	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
-	assert.Equal(t, int64(1), r.calls(t, "eval"), "one body for all 64")
-	assert.Zero(t, r.calls(t, "script|load"))
-	assert.Equal(t, fmt.Sprint(n), r.admin.Get(ctx, "c").Val(), "each call ran exactly once")
-	assert.Zero(t, r.h.Stats().NoScriptPassed)
 }
 
 // redis.Script.Run through the hook: the first NOSCRIPT (body unknown to the
 // hook) reaches Run, which falls back to EVAL; from then on the hook knows
 // the body and repairs NOSCRIPT itself.
 func TestScriptRunThroughHook(t *testing.T) {
-	r := newRig(t)
+	t.Parallel()
+	r, h := rig(t)
 	ctx := t.Context()
 	script := redis.NewScript(incrScript)
 	for i := 0; i < 2; i++ {
-		require.NoError(t, script.Run(ctx, r.rdb, []string{"c"}, i).Err())
+		require.NoError(t, script.Run(ctx, r.Hooked, []string{"c"}, i).Err())
 	}
-	r.flushScripts(t)
-	v, err := script.Run(ctx, r.rdb, []string{"c"}, "x").Result()
+	r.FlushScripts(t)
+	v, err := script.Run(ctx, r.Hooked, []string{"c"}, "x").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []interface{}{int64(3), "x"}, v)
-	assert.Equal(t, int64(2), r.calls(t, "eval"), "Run's own fallback, then the hook's repair")
-	assert.Equal(t, int64(3), r.calls(t, "evalsha"))
-	st := r.h.Stats()
+	assert.Equal(t, int64(1), r.Calls(t, "eval"), "Run's own fallback")
+	assert.Equal(t, int64(1), r.Calls(t, "script|load"), "the hook's repair")
+	assert.Equal(t, int64(4), r.Calls(t, "evalsha"), "Run's first (unknown), its second, the repaired one twice")
+	st := h.Stats()
 	assert.Equal(t, int64(1), st.NoScriptPassed, "the first, for a body the hook did not know")
 	assert.Equal(t, int64(1), st.NoScriptRepaired)
 }
 
-// EVALSHA for a registered script is repaired; for an unknown one the
+// EVALSHA for a registered script never meets NOSCRIPT: the hook loads it
+// on the server before its first call there. For an unknown script the
 // caller gets the server's NOSCRIPT, as without the hook.
 func TestEvalShaRegisteredAndUnknown(t *testing.T) {
-	r := newRig(t)
+	t.Parallel()
+	r, h := rig(t)
 	ctx := t.Context()
-	sha := r.h.Register("counter", incrScript)
+	sha := h.Register("counter", incrScript)
 	assert.Equal(t, redis.NewScript(incrScript).Hash(), sha)
-	v, err := r.rdb.EvalSha(ctx, sha, []string{"c"}, "a").Result()
+	v, err := r.Hooked.EvalSha(ctx, sha, []string{"c"}, "a").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []interface{}{int64(1), "a"}, v)
-	v, err = r.rdb.EvalSha(ctx, strings.ToUpper(sha), []string{"c"}, "b").Result()
+	v, err = r.Hooked.EvalSha(ctx, strings.ToUpper(sha), []string{"c"}, "b").Result()
 	require.NoError(t, err, "Redis accepts an upper-case SHA1, so do we")
 	assert.Equal(t, []interface{}{int64(2), "b"}, v)
+	assert.Equal(t, int64(1), r.Calls(t, "script|load"), "warmed before the first call")
+	assert.Equal(t, int64(2), r.Calls(t, "evalsha"), "no NOSCRIPT")
 
 	unknown := redis.NewScript("return 'never loaded'").Hash()
-	want := r.plain.EvalSha(ctx, unknown, nil).Err()
-	got := r.rdb.EvalSha(ctx, unknown, nil).Err()
+	want := r.Plain.EvalSha(ctx, unknown, nil).Err()
+	got := r.Hooked.EvalSha(ctx, unknown, nil).Err()
 	require.Error(t, got)
 	assert.Equal(t, want.Error(), got.Error())
 	assert.True(t, errors.Is(got, redis.ErrNoScript) || redis.HasErrorPrefix(got, "NOSCRIPT"))
@@ -269,7 +274,8 @@ func TestEvalShaRegisteredAndUnknown(t *testing.T) {
 // Malformed script commands reach the server unchanged and get its own
 // error; nothing panics.
 func TestMalformedGetServerError(t *testing.T) {
-	r := newRig(t)
+	t.Parallel()
+	r, _ := rig(t)
 	ctx := t.Context()
 	for _, args := range [][]interface{}{
 		{"eval"},
@@ -286,9 +292,9 @@ func TestMalformedGetServerError(t *testing.T) {
 		{"EVAL_RO", "redis.call('SET', 'k', 'v')", 0},
 	} {
 		snapshot := append([]interface{}(nil), args...)
-		want := outcome(r.plain.Do(ctx, args...))
-		cmd := r.rdb.Do(ctx, args...)
-		assert.Equal(t, want, outcome(cmd), "%v", args)
+		want := testkit.Render(r.Plain.Do(ctx, args...))
+		cmd := r.Hooked.Do(ctx, args...)
+		assert.Equal(t, want, testkit.Render(cmd), "%v", args)
 		assert.Equal(t, snapshot, cmd.Args())
 	}
 }
@@ -297,7 +303,8 @@ func TestMalformedGetServerError(t *testing.T) {
 // hook never writes to it (the race detector would see it), and cmd.Args()
 // after each call is what was passed.
 func TestSharedArgsSlice(t *testing.T) {
-	r := newRig(t)
+	t.Parallel()
+	r, _ := rig(t)
 	ctx := t.Context()
 	args := []interface{}{"EVAL", incrScript, 1, "shared", "v"}
 	snapshot := append([]interface{}(nil), args...)
@@ -311,7 +318,7 @@ func TestSharedArgsSlice(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(2 * time.Millisecond):
-				_ = r.admin.ScriptFlush(ctx).Err()
+				_ = r.Admin.ScriptFlush(ctx).Err()
 			}
 		}
 	}()
@@ -322,7 +329,7 @@ func TestSharedArgsSlice(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				cmd := r.rdb.Do(ctx, args...)
+				cmd := r.Hooked.Do(ctx, args...)
 				if !assert.NoError(t, cmd.Err()) {
 					return
 				}
@@ -334,38 +341,41 @@ func TestSharedArgsSlice(t *testing.T) {
 	close(stop)
 	flusher.Wait()
 	assert.Equal(t, snapshot, args)
-	assert.Equal(t, fmt.Sprint(workers*each), r.admin.Get(ctx, "shared").Val(), "each call ran exactly once")
+	assert.Equal(t, fmt.Sprint(workers*each), r.Admin.Get(ctx, "shared").Val(), "each call ran exactly once")
 }
 
 // A flood of distinct scripts keeps the cache bounded, and every call is
 // still correct.
 func TestDistinctScriptFlood(t *testing.T) {
-	r := newRig(t, scripthook.WithCacheSize(16))
+	t.Parallel()
+	r, h := rig(t, scripthook.WithCacheSize(16))
 	ctx := t.Context()
 	for i := 0; i < 2000; i++ {
-		body := "return " + fmt.Sprint(i) // built by concatenation each time
-		v, err := r.rdb.Eval(ctx, body, nil).Result()
+		body := "return " + fmt.Sprint(i) + " -- built by concatenation each time"
+		v, err := r.Hooked.Eval(ctx, body, nil).Result()
 		require.NoError(t, err)
 		require.Equal(t, int64(i), v)
-		require.LessOrEqual(t, r.h.Stats().Scripts, 16)
+		require.LessOrEqual(t, h.Stats().Scripts, 16)
 	}
+	assert.Zero(t, r.Calls(t, "script|load"), "one-off scripts are never pinned")
 	// Hot scripts survive the flood and are still sent by SHA1.
-	require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, 1).Err())
-	r.resetStats(t)
-	require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, 1).Err())
-	assert.Equal(t, int64(1), r.calls(t, "evalsha"))
+	require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, 1).Err())
+	r.ResetStats(t)
+	require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, 1).Err())
+	assert.Equal(t, int64(1), r.Calls(t, "evalsha"))
 }
 
 // With rewriting off the hook sends what the caller wrote.
 func TestRewriteOff(t *testing.T) {
-	r := newRig(t, scripthook.WithRewrite(false))
+	t.Parallel()
+	r, h := rig(t, scripthook.WithRewrite(false))
 	ctx := t.Context()
 	for i := 0; i < 3; i++ {
-		require.NoError(t, r.rdb.Eval(ctx, incrScript, []string{"c"}, i).Err())
+		require.NoError(t, r.Hooked.Eval(ctx, incrScript, []string{"c"}, i).Err())
 	}
-	assert.Equal(t, int64(3), r.calls(t, "eval"))
-	assert.Zero(t, r.calls(t, "evalsha"))
-	assert.Equal(t, int64(3), r.h.Stats().BodiesSent)
+	assert.Equal(t, int64(3), r.Calls(t, "eval"))
+	assert.Zero(t, r.Calls(t, "evalsha"))
+	assert.Equal(t, int64(3), h.Stats().BodiesSent)
 }
 
 // unsupportedClient is a UniversalClient scripthook does not know how to
@@ -373,19 +383,19 @@ func TestRewriteOff(t *testing.T) {
 type unsupportedClient struct{ redis.UniversalClient }
 
 func TestInstrumentUnsupportedType(t *testing.T) {
+	t.Parallel()
 	err := scripthook.Instrument(unsupportedClient{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "scripthook:")
-	assert.Contains(t, err.Error(), "unsupported client type scripthook_test.unsupportedClient")
+	assert.Contains(t, err.Error(), "unsupported client type integration_test.unsupportedClient")
 	err = scripthook.Instrument(nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "scripthook:")
 
 	// A *redis.Client is fine, and gets the hook.
-	r := newRig(t)
-	c := redis.NewClient(&redis.Options{Addr: r.srv.Addr})
-	defer c.Close()
-	h := scripthook.New(scripthook.WithTracing(false))
+	r, _ := rig(t)
+	c := testkit.Client(t, r.Srv, nil)
+	h := quiet()
 	require.NoError(t, h.Install(c))
 	for i := 0; i < 2; i++ {
 		require.NoError(t, c.Eval(t.Context(), incrScript, []string{"k"}, i).Err())
