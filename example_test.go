@@ -3,10 +3,15 @@ package scripthook_test
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // exampleClient is a client of an embedded miniredis, for the examples.
@@ -45,17 +50,27 @@ func Example() {
 	// bodies sent: 1, sent as EVALSHA: 2
 }
 
-// A NOSCRIPT (here after SCRIPT FLUSH) never reaches the caller: the hook
-// sends the body once more and the call succeeds.
+// A NOSCRIPT never reaches the caller. Here another client empties the
+// server's script cache behind the hook's back (as a restart, a failover or
+// an operator would): the hook's EVALSHA meets NOSCRIPT, and the hook loads
+// the script once more and runs the call. A SCRIPT FLUSH sent through the
+// hooked client itself needs no repair: the hook sees it and forgets what
+// the server had, so its next call simply carries the body.
 func Example_scriptFlush() {
 	rdb, stop := exampleClient()
 	defer stop()
 	h := scripthook.New()
 	rdb.AddHook(h)
+	other := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+	defer other.Close()
 
 	ctx := context.Background()
 	fmt.Println(rdb.Eval(ctx, rateLimiter, []string{"k"}, 60).Val())
 	fmt.Println(rdb.Eval(ctx, rateLimiter, []string{"k"}, 60).Val())
+	_ = other.ScriptFlush(ctx).Err()
+	fmt.Println(rdb.Eval(ctx, rateLimiter, []string{"k"}, 60).Val())
+	fmt.Println("repaired:", h.Stats().NoScriptRepaired)
+
 	_ = rdb.ScriptFlush(ctx).Err()
 	fmt.Println(rdb.Eval(ctx, rateLimiter, []string{"k"}, 60).Val())
 	fmt.Println("repaired:", h.Stats().NoScriptRepaired)
@@ -63,6 +78,8 @@ func Example_scriptFlush() {
 	// 1
 	// 2
 	// 3
+	// repaired: 1
+	// 4
 	// repaired: 1
 }
 
@@ -77,16 +94,26 @@ func ExampleHook_Register() {
 	sha := h.Register("rate-limiter", rateLimiter)
 	fmt.Println(sha == redis.NewScript(rateLimiter).Hash())
 
-	// The server has never seen the script: EVALSHA would fail with
-	// NOSCRIPT; the hook sends the body instead.
+	// The server has never seen the script: EVALSHA alone would fail with
+	// NOSCRIPT. The hook loads the registered script first (SCRIPT LOAD),
+	// then sends the caller's EVALSHA.
 	n, err := rdb.EvalSha(context.Background(), sha, []string{"k"}, 60).Int()
 	fmt.Println(n, err)
+	st := h.Stats()
+	fmt.Printf("SCRIPT LOAD: %d, NOSCRIPT repaired: %d\n", st.Loads, st.NoScriptRepaired)
 	// Output:
 	// true
 	// 1 <nil>
+	// SCRIPT LOAD: 1, NOSCRIPT repaired: 0
 }
 
-// In a pipeline the body goes out once per batch, ahead of its first use.
+// In strict mode (the default) no batch depends on what the server's script
+// cache held before it. The first batch of a Hook on a server sends its
+// scripts as written, with their bodies, as plain EVAL does, and asks the
+// server what the user may run (EVALSHA, SCRIPT LOAD: hidden probes that run
+// and create nothing, whose replies the caller never sees). Later batches
+// send one SCRIPT LOAD of each script ahead of its first use, and every use
+// as EVALSHA, wherever that writes fewer bytes than the bodies.
 func ExampleWithPipelineMode() {
 	rdb, stop := exampleClient()
 	defer stop()
@@ -94,18 +121,25 @@ func ExampleWithPipelineMode() {
 	rdb.AddHook(h)
 
 	ctx := context.Background()
-	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := 0; i < 100; i++ {
-			p.Eval(ctx, rateLimiter, []string{"k"}, 60)
-		}
-		return nil
-	})
-	fmt.Println(len(cmds), err, cmds[99].(*redis.Cmd).Val())
-	st := h.Stats()
-	fmt.Printf("bodies sent: %d, sent as EVALSHA: %d\n", st.BodiesSent, st.Rewritten)
+	var before scripthook.Stats
+	for batch := 1; batch <= 2; batch++ {
+		cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := 0; i < 100; i++ {
+				p.Eval(ctx, rateLimiter, []string{"k"}, 60)
+			}
+			return nil
+		})
+		fmt.Println(len(cmds), err, cmds[99].(*redis.Cmd).Val())
+		st := h.Stats()
+		fmt.Printf("batch %d: bodies sent: %d, SCRIPT LOAD: %d, sent as EVALSHA: %d\n", batch,
+			st.BodiesSent-before.BodiesSent, st.Loads-before.Loads, st.Rewritten-before.Rewritten)
+		before = st
+	}
 	// Output:
 	// 100 <nil> 100
-	// bodies sent: 1, sent as EVALSHA: 99
+	// batch 1: bodies sent: 100, SCRIPT LOAD: 0, sent as EVALSHA: 0
+	// 100 <nil> 200
+	// batch 2: bodies sent: 1, SCRIPT LOAD: 1, sent as EVALSHA: 100
 }
 
 // Instrument reaches every shard of a Ring (and every node of a Cluster),
@@ -138,4 +172,111 @@ func ExampleInstrument() {
 	// Output:
 	// bodies sent: 2, sent as EVALSHA: 2
 	// <nil>
+}
+
+// Spans name what the caller asked for: an EVAL stays EVAL when it went out
+// as EVALSHA, which scripthook.sent tells. db.stored_procedure.name is the
+// registered name; another script is OtherName ("_OTHER") on its first call
+// and its SHA1 from its second call on (up to WithMaxScriptNames scripts). A
+// pipeline gets one span with a child per script command. A call the hook
+// repaired says so, with an event giving the cause (the hook had loaded the
+// script, so the server lost it) and how (SCRIPT LOAD, then EVALSHA). Here
+// the spans go to an in-memory OpenTelemetry SDK; a program would install
+// its exporter's provider.
+//
+// The single call of a registered script loads it first (SCRIPT LOAD, then
+// EVALSHA), which also tells the hook that the user may run both; so the
+// pipeline after it sends one SCRIPT LOAD (the batch's one body) and EVALSHA
+// for every use. The short unregistered script goes as written: its EVALSHA
+// would be longer than its body.
+func Example_tracing() {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+
+	rdb, stop := exampleClient()
+	defer stop()
+	h := scripthook.New(scripthook.WithTracerProvider(tp))
+	h.Register("rate-limiter", rateLimiter)
+	rdb.AddHook(h)
+	other := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr})
+	defer other.Close()
+
+	ctx := context.Background()
+	_ = rdb.Eval(ctx, rateLimiter, []string{"k"}, 60).Err() // a single call
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Eval(ctx, rateLimiter, []string{"k"}, 60)
+		p.Eval(ctx, rateLimiter, []string{"k"}, 60)
+		return nil
+	})
+	_ = other.ScriptFlush(ctx).Err()                        // behind the hook's back
+	_ = rdb.Eval(ctx, rateLimiter, []string{"k"}, 60).Err() // repaired
+	for i := 0; i < 2; i++ {
+		_ = rdb.Eval(ctx, "return 1", nil).Err() // not registered
+	}
+
+	printExampleSpans(rec.Ended())
+	// Output:
+	// EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=true scripthook.repaired=false
+	// PIPELINE EVAL: db.operation.name=PIPELINE EVAL scripthook.batch.scripts=2 scripthook.batch.bodies_sent=1
+	//   EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=false scripthook.repaired=false
+	//   EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=false scripthook.repaired=false
+	// EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=true scripthook.repaired=true
+	//   event scripthook.repair: scripthook.repair.cause=lost scripthook.repair.how=load
+	// EVAL: db.operation.name=EVAL db.stored_procedure.name=_OTHER scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
+	// EVAL e0e1f9fabfc9d4800c877a703b823ac0578ff8db: db.operation.name=EVAL db.stored_procedure.name=e0e1f9fabfc9d4800c877a703b823ac0578ff8db scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
+}
+
+// exampleSpanAttrs are the attributes printExampleSpans shows, in this order.
+var exampleSpanAttrs = []attribute.Key{
+	"db.operation.name", "db.stored_procedure.name",
+	"scripthook.sent", "scripthook.body_sent", "scripthook.repaired",
+	"scripthook.batch.scripts", "scripthook.batch.bodies_sent",
+}
+
+// printExampleSpans prints each top-level span, in the order they ended,
+// followed by its events and its children, with the attributes that say
+// what scripthook did.
+func printExampleSpans(spans []sdktrace.ReadOnlySpan) {
+	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		if s.Parent().IsValid() {
+			children[s.Parent().SpanID()] = append(children[s.Parent().SpanID()], s)
+		}
+	}
+	var show func(s sdktrace.ReadOnlySpan, indent string)
+	show = func(s sdktrace.ReadOnlySpan, indent string) {
+		fmt.Printf("%s%s: %s\n", indent, s.Name(), emitExampleAttrs(s.Attributes(), exampleSpanAttrs))
+		for _, ev := range s.Events() {
+			fmt.Printf("%s  event %s: %s\n", indent, ev.Name, emitExampleAttrs(ev.Attributes, nil))
+		}
+		for _, c := range children[s.SpanContext().SpanID()] {
+			show(c, indent+"  ")
+		}
+	}
+	for _, s := range spans {
+		if !s.Parent().IsValid() {
+			show(s, "")
+		}
+	}
+}
+
+// emitExampleAttrs formats the attributes named in keys, in that order (all
+// of them, in their own order, when keys is nil).
+func emitExampleAttrs(kvs []attribute.KeyValue, keys []attribute.Key) string {
+	var parts []string
+	if keys == nil {
+		for _, kv := range kvs {
+			parts = append(parts, string(kv.Key)+"="+kv.Value.String())
+		}
+		return strings.Join(parts, " ")
+	}
+	for _, k := range keys {
+		for _, kv := range kvs {
+			if kv.Key == k {
+				parts = append(parts, string(k)+"="+kv.Value.String())
+			}
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -5,7 +5,10 @@
 // many bytes each wrote to its sockets, how many script bodies each sent and
 // how many NOSCRIPT replies the hook repaired. The workload calls a 4 KB Lua
 // rate limiter with EVAL: single calls (with the server's script cache
-// flushed halfway), pipelines and MULTI/EXEC transactions.
+// flushed halfway, by another client), pipelines and MULTI/EXEC
+// transactions. It ends with a sample of the hook run's spans (the first
+// calls, the repaired one, the first pipeline and transaction) as a text
+// waterfall on one time axis.
 //
 // Usage:
 //
@@ -34,6 +37,9 @@ import (
 // runTimeout bounds a whole demo, so that a server that stops answering
 // ends it with an error instead of hanging.
 const runTimeout = 2 * time.Minute
+
+// defaultSingle is the number of single EVAL calls without -n.
+const defaultSingle = 200
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -112,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg config, status int, ok boo
 	fs.StringVar(&cfg.addr, "addr", "", "run against the Redis at `host:port` instead of an embedded miniredis")
 	fs.IntVar(&cfg.db, "db", 0, "database number to use with -addr")
 	fs.StringVar(&cfg.cluster, "cluster", "", "run against the Redis Cluster with these seed nodes (`host:port,host:port,...`)")
-	fs.IntVar(&cfg.single, "n", 200, "number of single EVAL calls (the script cache is flushed after half of them)")
+	fs.IntVar(&cfg.single, "n", defaultSingle, "number of single EVAL calls (the script cache is flushed after half of them)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: scripthook-demo [-addr host:port [-db n] | -cluster host:port,...] [-n calls]\n")
 		fs.PrintDefaults()
