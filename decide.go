@@ -326,9 +326,14 @@ func (e *engine) build(p *batchPlan, cmds []redis.Cmder) {
 		n := len(it.orig.Args())
 		ws = append(ws, rewritten{})
 		w := &ws[len(ws)-1]
-		to, second := it.k.byBody(), interface{}(it.u.s.body)
+		// Boxed in its branch only: a body boxed and dropped would cost
+		// an allocation per command sent by SHA1.
+		var to kind
+		var second interface{}
 		if it.form == sentBySHA {
 			to, second = it.k.bySHA(), it.u.s.sha.Load().arg
+		} else {
+			to, second = it.k.byBody(), it.u.s.body
 		}
 		w.init(e.sh, it.orig, it.k, it.u.s, args[:n:n], to, second)
 		args = args[n:]
