@@ -177,3 +177,28 @@ func TestBatchResentCommandsCarryTheirScript(t *testing.T) {
 		assert.Equal(t, 2, st.Runs[body(fmt.Sprint("resend", i))])
 	}
 }
+
+// Only an EVALSHA that went out teaches that the user may run EVALSHA: a
+// caller's EVALSHA the hook sent as EVAL (a registered script's first use
+// in a transaction) proves nothing about it.
+func TestBatchLearnsFromWhatWentOut(t *testing.T) {
+	f, spy := &testkit.Fake{}, &testkit.Spy{}
+	h := quiet()
+	sha := h.Register("reg", body("reg"))
+	rdb := fakeClient(f, h, spy)
+	_, err := rdb.TxPipelined(t.Context(), func(p redis.Pipeliner) error {
+		p.EvalSha(t.Context(), sha, []string{"k"})
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"multi", "eval", "exec"}, spy.Names(), "the first use carries the body")
+	assert.Equal(t, capUnknown, h.own.srv.can(capEvalSha), "an EVAL proves nothing about EVALSHA")
+
+	_, err = rdb.TxPipelined(t.Context(), func(p redis.Pipeliner) error {
+		p.EvalSha(t.Context(), sha, []string{"k"})
+		p.EvalSha(t.Context(), sha, []string{"k"})
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, capYes, h.own.srv.can(capEvalSha), "the second use went as EVALSHA and ran")
+}

@@ -121,7 +121,6 @@ func (e *engine) modeFor(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
 		// FIPS 140-only mode: learn the SHA1 of a hot script from the
 		// reply to a SCRIPT LOAD; this batch's uses go as written.
 		hot := (u.n >= 2 || s.seen.Load()) && !s.broken.Load()
-		s.seen.Store(true)
 		if hot && !fixed && (!p.tx || sv.can(capLoad) == capYes) && !p.open {
 			if t := sv.beginLoad("", s.registered.Load(), false); t.ok {
 				u.ticket = t

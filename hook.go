@@ -47,7 +47,7 @@ func New(opts ...Option) *Hook {
 // its pin budget is the cache size.
 func (sh *shared) newServerState() *server {
 	sv := newServer(2*sh.cfg.cacheSize+64, sh.cfg.cacheSize, &sh.hints)
-	sv.cached = sh.cache.has
+	sv.cached = func(sha string) bool { return sh.cache.peekSHA(sha) != nil }
 	return sv
 }
 

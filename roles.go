@@ -76,13 +76,20 @@ func (c *clientHook) process(ctx context.Context, cmd redis.Cmder, k kind, next 
 // (go-redis calls it for both chains; a transaction arrives wrapped as
 // [MULTI, ..., EXEC]).
 func (c *clientHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return c.pipelineHook(c.db, (*telemetry).startBatch, next)
+}
+
+// pipelineHook runs the engine on each batch that concerns it, between the
+// batch span's start and end; start is a client's startBatch or a node's
+// startNodeBatch.
+func (e *engine) pipelineHook(db string, start func(*telemetry, context.Context, []redis.Cmder, string, *server, *batchRun) (context.Context, batchSpan), next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if !anyRelevant(cmds) {
 			return next(ctx, cmds)
 		}
 		var br batchRun
-		ctx, bs := c.sh.tel.startBatch(ctx, cmds, c.db, c.srv, &br)
-		err := c.runBatch(ctx, cmds, next, &br)
+		ctx, bs := start(e.sh.tel, ctx, cmds, db, e.srv, &br)
+		err := e.runBatch(ctx, cmds, next, &br)
 		bs.end(&br, err)
 		return err
 	}
@@ -150,16 +157,7 @@ func (n *nodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (n *nodeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if !anyRelevant(cmds) {
-			return next(ctx, cmds)
-		}
-		var br batchRun
-		ctx, bs := n.sh.tel.startNodeBatch(ctx, cmds, n.db, n.srv, &br)
-		err := n.runBatch(ctx, cmds, next, &br)
-		bs.end(&br, err)
-		return err
-	}
+	return n.pipelineHook(n.db, (*telemetry).startNodeBatch, next)
 }
 
 // topHook sits on a ClusterClient or Ring: it traces each logical call and
@@ -191,11 +189,14 @@ func (t *topHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if !ok || !t.sh.tel.on(ctx) {
 			return next(ctx, cmd)
 		}
+		// Only a peek: the node hook looks the script up (and learns it)
+		// once; a second lookup here would count each call as two
+		// sightings, making every script "hot" on its first call.
 		var s *script
 		if k.hasBody() {
-			s = t.sh.cache.forBody(sc.body)
+			s = t.sh.cache.peek(sc.body)
 		} else if sha, ok := normalizeSHA(sc.sha); ok {
-			s = t.sh.cache.bySHA1(sha)
+			s = t.sh.cache.peekSHA(sha)
 		}
 		r := &run{}
 		ctx, sp := t.sh.tel.startScript(ctx, &sc, s, t.db, nil)

@@ -82,27 +82,27 @@ func (e *engine) settleUse(p *batchPlan, it *item) {
 	if it.blind {
 		return // the reply is QUEUED, or a redirect left it empty
 	}
-	if !it.k.hasBody() && (ok(err) || isNoScript(err)) {
-		// The server looked the SHA1 up: the user may run the command
-		// (a refusal comes before the lookup). This is how transactions,
-		// which never carry probes, learn it.
-		sv.learn(shaCap(it.k), true)
+	w := it.form.wire(it.k) // what went out
+	if !w.hasBody() && (ok(err) || isNoScript(err)) {
+		// An EVALSHA went out, the hook's or the caller's, and the server
+		// looked its SHA1 up: the user may run it (a refusal comes before
+		// the lookup). This is also how transactions, which never carry
+		// probes, learn it. (A caller's EVALSHA sent as EVAL proves
+		// nothing about EVALSHA.)
+		sv.learn(shaCap(w), true)
 	}
 	sha := u.sha
 	switch {
 	case ok(err):
 		if sha != "" {
 			sv.ran(sha)
-			if it.form == sentBySHA {
-				sv.learn(shaCap(it.k), true)
-			}
 		}
 		u.s.compiles.Store(true)
 	case isNoScript(err):
-		if it.form == sentBySHA {
-			sv.learn(shaCap(it.k), true)
-		} else if it.k.hasBody() || u.s.forgeable || it.forges() {
-			return // the caller's own reply: nothing the hook sent
+		if w.hasBody() || it.form != sentBySHA && (u.s.forgeable || it.forges()) {
+			// The server never answers NOSCRIPT to a command that carried
+			// its body: the script ran and said so itself.
+			return
 		}
 		it.failed = true
 		if !u.forgot && (u.mode == modeTrusted || it.form == sentAsWritten) {

@@ -175,6 +175,25 @@ func (c *shaCache) alias(s *script, id bodyID) {
 	c.byID[id] = s
 }
 
+// peek returns the script whose bytes are exactly body, or nil, without
+// learning it or counting a sighting: for a top hook, which only names the
+// call its node hook will look up.
+func (c *shaCache) peek(body string) *script {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if s := c.byID[idOf(body)]; s != nil && s.body == body {
+		return s
+	}
+	return c.byBody[body]
+}
+
+// peekSHA is peek by SHA1.
+func (c *shaCache) peekSHA(sha string) *script {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.bySHA[sha]
+}
+
 // bySHA1 returns the script with that (lower-case) SHA1, or nil.
 func (c *shaCache) bySHA1(sha string) *script {
 	c.mu.RLock()
@@ -184,14 +203,6 @@ func (c *shaCache) bySHA1(sha string) *script {
 		s.touch()
 	}
 	return s
-}
-
-// has reports whether the cache holds the script with that SHA1, without
-// counting it as a use.
-func (c *shaCache) has(sha string) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.bySHA[sha] != nil
 }
 
 // learnSHA records the SHA1 the server reported for a script whose SHA1 was

@@ -75,7 +75,6 @@ func (e *engine) runEval(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s
 		// SHA-1 may not be used here (FIPS 140-only mode): a script that
 		// proved hot is pinned, and the server's reply tells its SHA1.
 		if !s.seen.Load() || s.broken.Load() {
-			s.seen.Store(true)
 			return e.send(ctx, cmd, sc, s, sentAsWritten, next, r)
 		}
 		return e.loadThenRun(ctx, cmd, sc, s, next, r)
@@ -272,19 +271,13 @@ func (e *engine) send(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *s
 	switch f {
 	case sentBySHA:
 		ref := s.sha.Load()
-		w := newRewritten(e.sh, cmd, sc.kind, s, sc.kind.bySHA(), ref.arg)
-		w.active.Store(true)
-		err := next(ctx, w)
-		w.active.Store(false)
+		err := e.sendRewritten(ctx, cmd, sc.kind, s, sc.kind.bySHA(), ref.arg, next)
 		e.sh.stats.rewritten.Add(1)
 		e.sh.stats.bytesSaved.Add(int64(savedBytes(sc.kind, len(s.body))))
 		e.settleSHA(sc.kind, ref.hex, err)
 		return err
 	case sentByBody:
-		w := newRewritten(e.sh, cmd, sc.kind, s, sc.kind.byBody(), s.body)
-		w.active.Store(true)
-		err := next(ctx, w)
-		w.active.Store(false)
+		err := e.sendRewritten(ctx, cmd, sc.kind, s, sc.kind.byBody(), s.body, next)
 		r.bodies++
 		e.sh.stats.bodiesSent.Add(1)
 		if ok(err) {
@@ -302,6 +295,17 @@ func (e *engine) send(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *s
 			e.srv.ran(sha)
 		}
 	}
+	return err
+}
+
+// sendRewritten sends the caller's command as kind to, with second (the
+// SHA1 or the body) in place of the caller's, marked in flight below the
+// hook while next runs.
+func (e *engine) sendRewritten(ctx context.Context, cmd redis.Cmder, k kind, s *script, to kind, second interface{}, next redis.ProcessHook) error {
+	w := newRewritten(e.sh, cmd, k, s, to, second)
+	w.active.Store(true)
+	err := next(ctx, w)
+	w.active.Store(false)
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/scripthook/scripthook"
 	"github.com/scripthook/scripthook/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -168,22 +169,36 @@ func testReshardUnderLoad(t *testing.T, r *testkit.ClusterRig) {
 	start := time.Now()
 	hooked := testkit.StartLedgerLoad(t, rdb, hookTags, 3, "h")
 	plain := testkit.StartLedgerLoad(t, r.Plain, plainTags, 1, "p")
-	time.Sleep(200 * time.Millisecond)
-	r.Reshard(t, slot, b)
-	time.Sleep(200 * time.Millisecond)
-	r.Reshard(t, slot, a)
+	// Back and forth until the hooked client met both redirects: on a
+	// busy machine a move can finish between two of its calls.
+	rounds := 0
+	for moved, ask := 0, 0; rounds < 5 && (moved == 0 || ask == 0); rounds++ {
+		time.Sleep(200 * time.Millisecond)
+		r.Reshard(t, slot, b)
+		time.Sleep(200 * time.Millisecond)
+		r.Reshard(t, slot, a)
+		moved, ask = w.Redirects()
+	}
 	time.Sleep(200 * time.Millisecond)
 	hooked.Stop()
 	plain.Stop()
-	t.Logf("two reshards under load took %v", time.Since(start))
+	t.Logf("%d round(s) of two reshards under load took %v", rounds, time.Since(start))
 	require.Equal(t, a, r.Owner(t, slot), "the slot is back where it was")
 
 	moved, ask := w.Redirects()
 	t.Logf("the hooked client met %d MOVED and %d ASK", moved, ask)
 	assert.Positive(t, moved)
 	assert.Positive(t, ask)
-	logVerdict(t, "hooked", hooked.L, r.Plain)
-	logVerdict(t, "plain", plain.L, r.Plain)
+	checkLoads(t, h, hooked, plain, r.Plain)
+}
+
+// checkLoads verifies both loads' ledgers after a fault under load: every
+// call at most once, no NOSCRIPT reached a hooked caller, calls ran, and
+// only transient cluster errors were seen.
+func checkLoads(t *testing.T, h *scripthook.Hook, hooked, plain *testkit.LedgerLoad, rdb redis.Cmdable) {
+	t.Helper()
+	logVerdict(t, "hooked", hooked.L, rdb)
+	logVerdict(t, "plain", plain.L, rdb)
 	assert.Zero(t, testkit.NoScriptSeen(hooked.L))
 	assert.Zero(t, h.Stats().NoScriptPassed)
 	ran, _, _ := hooked.L.Counts()
@@ -236,12 +251,5 @@ func testFailoverUnderLoad(t *testing.T, r *testkit.ClusterRig) {
 	assert.Positive(t, served, "the promoted replica ran scripts by SHA1")
 	moved, _ := w.Redirects()
 	assert.Positive(t, moved, "the hooked client was redirected to the new primary")
-	logVerdict(t, "hooked", hooked.L, r.Plain)
-	logVerdict(t, "plain", plain.L, r.Plain)
-	assert.Zero(t, testkit.NoScriptSeen(hooked.L))
-	assert.Zero(t, h.Stats().NoScriptPassed)
-	ran, _, _ := hooked.L.Counts()
-	assert.Positive(t, ran)
-	testkit.TransientOnly(t, hooked.L)
-	testkit.TransientOnly(t, plain.L)
+	checkLoads(t, h, hooked, plain, r.Plain)
 }

@@ -314,30 +314,13 @@ func soakFlushAndKill(t *testing.T, bodies []string, noScriptExpected bool) {
 	require.NoError(t, admin.FlushAll(ctx).Err())
 
 	l, st := testkit.NewLedger(), &soakTally{}
-	stopFaults := make(chan struct{})
-	var faults sync.WaitGroup
 	var flushes, kills, killed atomic.Int64
-	every := func(seed uint64, lo, spread int, fault func()) {
-		faults.Add(1)
-		go func() {
-			defer faults.Done()
-			rng := rand.New(rand.NewPCG(seed, seed+1))
-			for {
-				select {
-				case <-stopFaults:
-					return
-				case <-time.After(time.Duration(lo+rng.IntN(spread)) * time.Millisecond):
-					fault()
-				}
-			}
-		}()
-	}
-	every(1, 1, 4, func() {
+	stopFlushes := testkit.Every(1, 1, 4, func() {
 		if admin.ScriptFlush(ctx).Err() == nil {
 			flushes.Add(1)
 		}
 	})
-	every(3, 50, 100, func() {
+	stopKills := testkit.Every(3, 50, 100, func() {
 		if n, err := killer.ClientKillByFilter(ctx, "TYPE", "normal").Result(); err == nil {
 			kills.Add(1)
 			killed.Add(n)
@@ -347,8 +330,8 @@ func soakFlushAndKill(t *testing.T, bodies []string, noScriptExpected bool) {
 	stop := soakRun(t, rdb, bodies, l, st)
 	time.Sleep(*soakDuration)
 	stop()
-	close(stopFaults)
-	faults.Wait()
+	stopFlushes()
+	stopKills()
 	elapsed := time.Since(start)
 
 	fault := "SCRIPT FLUSH every 1-4 ms + CLIENT KILL TYPE normal every 50-150 ms"

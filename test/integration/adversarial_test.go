@@ -473,3 +473,34 @@ func TestOneHookManyClients(t *testing.T) {
 	assert.Equal(t, "5", testkit.Client(t, b, &redis.Options{DB: 5}).Get(ctx, "k").Val())
 	var _ = fmt.Sprint
 }
+
+// A refusal of the hook's EVALSHA is remembered for the server (the calls
+// go as written, with plain EVAL's results) and asked again after a
+// reconnect: an ACL change that grants EVALSHA, with the clients' connections
+// killed, brings the saving back.
+func TestDeniedEvalShaAskedAgainAfterReconnect(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	admin := testkit.Client(t, srv, nil)
+	plain, hooked, h := acl(t, srv, "relearn", "~*", "+@all", "-evalsha", "-evalsha_ro")
+	spy := &testkit.Spy{}
+	hooked.AddHook(spy)
+	for i := 0; i < 4; i++ {
+		want := testkit.Render(plain.Eval(ctx, bigCounter, []string{"p"}))
+		got := testkit.Render(hooked.Eval(ctx, bigCounter, []string{"h"}))
+		require.Equal(t, want, got, "call %d", i)
+	}
+	spy.Reset()
+	require.NoError(t, hooked.Eval(ctx, bigCounter, []string{"h"}).Err())
+	assert.Equal(t, []string{"eval"}, spy.Names(), "refused once, then as written")
+
+	require.NoError(t, admin.Do(ctx, "acl", "setuser", "relearn", "+evalsha", "+evalsha_ro").Err())
+	require.NoError(t, admin.ClientKillByFilter(ctx, "USER", "relearn").Err())
+	spy.Reset()
+	for i := 0; i < 3; i++ {
+		require.NoError(t, hooked.Eval(ctx, bigCounter, []string{"h"}).Err())
+	}
+	assert.Contains(t, spy.Names(), "evalsha", "asked again after the reconnect")
+	assert.Zero(t, h.Stats().NoScriptPassed)
+}

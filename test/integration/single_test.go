@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
@@ -308,20 +307,7 @@ func TestSharedArgsSlice(t *testing.T) {
 	ctx := t.Context()
 	args := []interface{}{"EVAL", incrScript, 1, "shared", "v"}
 	snapshot := append([]interface{}(nil), args...)
-	stop := make(chan struct{})
-	var flusher sync.WaitGroup
-	flusher.Add(1)
-	go func() {
-		defer flusher.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(2 * time.Millisecond):
-				_ = r.Admin.ScriptFlush(ctx).Err()
-			}
-		}
-	}()
+	stopFlushing := testkit.Every(1, 2, 0, func() { _ = r.Admin.ScriptFlush(ctx).Err() })
 	var wg sync.WaitGroup
 	const workers, each = 16, 50
 	for w := 0; w < workers; w++ {
@@ -338,8 +324,7 @@ func TestSharedArgsSlice(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	flusher.Wait()
+	stopFlushing()
 	assert.Equal(t, snapshot, args)
 	assert.Equal(t, fmt.Sprint(workers*each), r.Admin.Get(ctx, "shared").Val(), "each call ran exactly once")
 }

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
@@ -158,20 +157,7 @@ func TestSecuritySHAAlwaysFromTheBody(t *testing.T) {
 	digitsAt := strings.Index(digits, "return ") + len("return ")
 
 	const workers, each = 16, 150
-	stop := make(chan struct{})
-	var flusher sync.WaitGroup
-	flusher.Add(1)
-	go func() {
-		defer flusher.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(3 * time.Millisecond):
-				_ = r.Admin.ScriptFlush(ctx).Err()
-			}
-		}
-	}()
+	stopFlushing := testkit.Every(1, 3, 0, func() { _ = r.Admin.ScriptFlush(ctx).Err() })
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -251,8 +237,7 @@ func TestSecuritySHAAlwaysFromTheBody(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
-	close(stop)
-	flusher.Wait()
+	stopFlushing()
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
