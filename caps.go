@@ -5,13 +5,18 @@ import "sync/atomic"
 // What a server lets the hook's user run, learned from its replies.
 
 // capability is a command the hook sends on its own initiative, which the
-// server's ACL may deny where the caller's own command is allowed.
+// server's ACL may deny where the caller's own command is allowed; or the
+// caller's EVAL and EVAL_RO, which the hook may only turn into EVALSHA where
+// the server has shown that it lets the user run them (else the hook would
+// run a script that plain EVAL gets NOPERM for).
 type capability uint8
 
 const (
 	capEvalSha capability = iota
 	capEvalShaRO
 	capLoad
+	capEval
+	capEvalRO
 	numCaps
 )
 
@@ -29,6 +34,10 @@ func (c capability) aclName() string {
 		return "evalsha"
 	case capEvalShaRO:
 		return "evalsha_ro"
+	case capEval:
+		return "eval"
+	case capEvalRO:
+		return "eval_ro"
 	}
 	return "script|load"
 }
@@ -39,6 +48,28 @@ func shaCap(k kind) capability {
 		return capEvalShaRO
 	}
 	return capEvalSha
+}
+
+// bodyCap is the capability a by-body command of kind k needs.
+func bodyCap(k kind) capability {
+	if k.readOnly() {
+		return capEvalRO
+	}
+	return capEval
+}
+
+// learnBody learns, from the reply to a command that carried its body
+// (EVAL or EVAL_RO of kind k, the caller's or the hook's), whether the user
+// may run it: a refusal names the command; any other reply from the server
+// shows that it let the command run (ACL checks the command before keys).
+func (sv *server) learnBody(k kind, err error) {
+	c := bodyCap(k)
+	switch {
+	case isDenied(err, c.aclName()):
+		sv.learn(c, false)
+	case ok(err) || isRedisError(err):
+		sv.learn(c, true)
+	}
 }
 
 // capHints is what every server of one Hook answered about each

@@ -46,6 +46,11 @@ func (e *engine) group(p *batchPlan) {
 		u.n++
 		if it.k.hasBody() {
 			u.evals++
+			if it.k.readOnly() {
+				u.evalRO = true
+			} else {
+				u.evalRW = true
+			}
 			if !it.forges() {
 				u.saved += savedBytes(it.k, len(it.s.body))
 			}
@@ -129,6 +134,15 @@ func (e *engine) modeFor(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
 		}
 		return modeAsWritten
 	}
+	if u.evalRW && sv.can(capEval) != capYes || u.evalRO && sv.can(capEvalRO) != capYes {
+		// The server has not shown that the user may run the caller's
+		// EVAL (EVAL_RO): by SHA1 it might run where plain EVAL gets
+		// NOPERM. As written, the replies tell; the probes ask the rest.
+		if u.hot() {
+			p.ask(unknownCaps && u.rw, unknownCaps && u.ro, sv.can(capLoad) == capUnknown)
+		}
+		return e.warm(p, u, fixed, fewBodies)
+	}
 	if unknownCaps {
 		// The server has not said whether the user may run EVALSHA. A
 		// refusal inside a transaction would abort it all, and in a
@@ -205,7 +219,8 @@ func (u *use) hot() bool {
 // transaction, where a refused command would abort it all, the first use
 // carries the body as EVAL.
 func (e *engine) warm(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
-	if !u.s.registered.Load() {
+	if !u.s.registered.Load() || u.evals == u.n {
+		// Not registered, or every use carries its body: as written.
 		return modeAsWritten
 	}
 	if p.tx || fixed {

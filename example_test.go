@@ -216,13 +216,17 @@ func Example_tracing() {
 	}
 
 	printExampleSpans(rec.Ended())
+	// The first call goes as written: its reply shows that the server lets
+	// this user run EVAL. The pipeline goes as written too, with probes at
+	// its end that ask whether the user may run EVALSHA; from then on the
+	// script goes by SHA1.
 	// Output:
-	// EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=true scripthook.repaired=false
-	// PIPELINE EVAL: db.operation.name=PIPELINE EVAL scripthook.batch.scripts=2 scripthook.batch.bodies_sent=1
-	//   EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=false scripthook.repaired=false
-	//   EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=false scripthook.repaired=false
+	// EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
+	// PIPELINE EVAL: db.operation.name=PIPELINE EVAL scripthook.batch.scripts=2 scripthook.batch.bodies_sent=3
+	//   EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
+	//   EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
 	// EVAL rate-limiter: db.operation.name=EVAL db.stored_procedure.name=rate-limiter scripthook.sent=EVALSHA scripthook.body_sent=true scripthook.repaired=true
-	//   event scripthook.repair: scripthook.repair.cause=lost scripthook.repair.how=load
+	//   event scripthook.repair: scripthook.repair.cause=evicted scripthook.repair.how=load
 	// EVAL: db.operation.name=EVAL db.stored_procedure.name=_OTHER scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
 	// EVAL e0e1f9fabfc9d4800c877a703b823ac0578ff8db: db.operation.name=EVAL db.stored_procedure.name=e0e1f9fabfc9d4800c877a703b823ac0578ff8db scripthook.sent=EVAL scripthook.body_sent=true scripthook.repaired=false
 }

@@ -65,7 +65,9 @@ type use struct {
 	// commands the uses would need.
 	evals, saved int
 	rw, ro       bool
-	mode         useMode
+	// evalRW and evalRO: the caller wrote EVAL, EVAL_RO of the script.
+	evalRW, evalRO bool
+	mode           useMode
 	// b and gen are the belief when the batch was planned.
 	b   belief
 	gen uint64

@@ -83,6 +83,9 @@ func (e *engine) settleUse(p *batchPlan, it *item) {
 		return // the reply is QUEUED, or a redirect left it empty
 	}
 	w := it.form.wire(it.k) // what went out
+	if w.hasBody() {
+		sv.learnBody(w, err)
+	}
 	if !w.hasBody() && (ok(err) || isNoScript(err)) {
 		// An EVALSHA went out, the hook's or the caller's, and the server
 		// looked its SHA1 up: the user may run it (a refusal comes before
@@ -209,15 +212,37 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 	rp := &batchPlan{items: again}
 	e.group(rp)
 	e.decide(rp)
+	for _, u := range rp.uses {
+		// What the plan would send as written is a caller's EVALSHA that
+		// just met NOSCRIPT (a short body, no SCRIPT LOAD possible): sent
+		// as written again it could only fail again. Its first use
+		// carries the body, unless the user may not run that EVAL (a
+		// refusal is given back as the NOSCRIPT below).
+		first := rp.items[u.first].k
+		if u.mode == modeAsWritten && !first.hasBody() && e.srv.can(bodyCap(first)) != capNo {
+			u.mode = modeEvalCarrier
+		}
+	}
 	cmds := make([]redis.Cmder, len(again))
 	for i := range again {
 		cmds[i] = again[i].orig
 	}
 	e.build(rp, cmds)
+	noScript := make([]error, len(again))
+	for i := range again {
+		noScript[i] = again[i].orig.Err()
+	}
 	setActive(rp.out, true)
 	err := next(ctx, rp.out)
 	setActive(rp.out, false)
 	e.settle(rp, br) // the retry's bodies and SHA1s count in the batch's span
+	for i := range again {
+		if k := again[i].k; !k.hasBody() && isDenied(again[i].orig.Err(), bodyCap(k).aclName()) {
+			// The EVAL the retry sent for the caller's EVALSHA was refused
+			// and ran nothing: the caller gets what its EVALSHA got.
+			again[i].orig.SetErr(noScript[i])
+		}
+	}
 	repaired := 0
 	for i := range again {
 		if !again[i].failed && (ok(again[i].orig.Err()) || isRedisError(again[i].orig.Err())) {

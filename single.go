@@ -66,9 +66,11 @@ func (e *engine) runScript(ctx context.Context, cmd redis.Cmder, sc *scriptCall,
 // goes as written (one body, as plain EVAL), and from then on by SHA1.
 func (e *engine) runEval(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *script, next redis.ProcessHook, r *run) error {
 	sha := s.hex()
-	if !e.sh.cfg.rewrite || savedBytes(sc.kind, len(s.body)) <= 0 || e.srv.can(shaCap(sc.kind)) == capNo {
+	if !e.sh.cfg.rewrite || savedBytes(sc.kind, len(s.body)) <= 0 || e.srv.can(shaCap(sc.kind)) == capNo ||
+		e.srv.can(bodyCap(sc.kind)) != capYes {
 		// Rewriting is off, or EVALSHA would be longer than the body, or
-		// the user may not run EVALSHA here.
+		// the user may not run EVALSHA here, or the server has not yet
+		// shown that the user may run the EVAL itself.
 		return e.send(ctx, cmd, sc, s, sentAsWritten, next, r)
 	}
 	if sha == "" {
@@ -84,7 +86,7 @@ func (e *engine) runEval(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s
 	case present, pinned:
 		err := e.send(ctx, cmd, sc, s, sentBySHA, next, r)
 		if isNoScript(err) {
-			return e.repair(ctx, cmd, sc, s, causeOf(e.srv.forget(sha, gen)), next, r)
+			return e.repair(ctx, cmd, sc, s, causeOf(e.srv.forget(sha, gen)), err, next, r)
 		}
 		if isDenied(err, shaCap(sc.kind).aclName()) {
 			// The user may run EVAL but not EVALSHA, which nothing ran.
@@ -115,7 +117,7 @@ func (e *engine) runEvalSha(ctx context.Context, cmd redis.Cmder, sc *scriptCall
 	}
 	err := e.send(ctx, cmd, sc, s, sentAsWritten, next, r)
 	if isNoScript(err) {
-		return e.repair(ctx, cmd, sc, s, causeOf(e.srv.forget(sha, gen)), next, r)
+		return e.repair(ctx, cmd, sc, s, causeOf(e.srv.forget(sha, gen)), err, next, r)
 	}
 	return err
 }
@@ -126,12 +128,19 @@ func (e *engine) runEvalSha(ctx context.Context, cmd redis.Cmder, sc *scriptCall
 // another caller is loading it right now) the call goes with its body,
 // which is what plain EVAL would have sent. A script that keeps being
 // evicted and cannot be pinned is sent as written from then on.
-func (e *engine) repair(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *script, c cause, next redis.ProcessHook, r *run) error {
+func (e *engine) repair(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *script, c cause, noScript error, next redis.ProcessHook, r *run) error {
 	r.cause = c
 	if c == causeEvicted {
 		e.sh.stats.evicted.Add(1)
 	}
 	err := e.recover(ctx, cmd, sc, s, next, r)
+	if r.repair == repairBody && !sc.kind.hasBody() && isDenied(err, bodyCap(sc.kind).aclName()) {
+		// The caller wrote EVALSHA, and the user may not run the EVAL the
+		// repair sent (which ran nothing): the caller gets the server's
+		// reply to what it wrote.
+		cmd.SetErr(noScript)
+		err = noScript
+	}
 	if isNoScript(err) {
 		e.sh.stats.noScriptPassed.Add(1)
 	} else if ctx.Err() == nil || err == nil {
@@ -278,6 +287,7 @@ func (e *engine) send(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *s
 		return err
 	case sentByBody:
 		err := e.sendRewritten(ctx, cmd, sc.kind, s, sc.kind.byBody(), s.body, next)
+		e.srv.learnBody(sc.kind, err)
 		r.bodies++
 		e.sh.stats.bodiesSent.Add(1)
 		if ok(err) {
@@ -287,6 +297,7 @@ func (e *engine) send(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s *s
 	}
 	err := next(ctx, cmd)
 	if sc.kind.hasBody() {
+		e.srv.learnBody(sc.kind, err)
 		r.bodies++
 		e.sh.stats.bodiesSent.Add(1)
 	}

@@ -307,8 +307,10 @@ func checkWaterfall(t *testing.T, spans string, masterOf func(string) string, pi
 		return ""
 	}
 	// The first calls: the waterfall shows them up to the first warm one.
-	// A call is cold where its master has not run the script yet: the hook
-	// sends the registered script's SCRIPT LOAD, then EVALSHA.
+	// A call is cold where its master has not run the script yet. The very
+	// first goes as written (its reply shows the user may run EVAL); on the
+	// other masters of a Cluster, which are assumed to have the same ACL,
+	// the hook sends the registered script's SCRIPT LOAD, then EVALSHA.
 	seen := map[string]bool{}
 	shown := 0
 	for i := 0; i < maxFirstCalls; i++ {
@@ -318,6 +320,9 @@ func checkWaterfall(t *testing.T, spans string, masterOf func(string) string, pi
 		}
 		m := masterOf(singleTenant(i))
 		want := "sent=EVALSHA body_sent"
+		if len(seen) == 0 {
+			want = "sent=EVAL body_sent"
+		}
 		if seen[m] {
 			want = "sent=EVALSHA"
 		}
@@ -333,7 +338,7 @@ func checkWaterfall(t *testing.T, spans string, masterOf func(string) string, pi
 		t.Errorf("row %d is one more warm call; the first calls end with the first warm one:\n%s", shown, spans)
 	}
 	if repaired {
-		find("repaired call", "EVAL rate-limiter", "sent=EVALSHA body_sent repaired cause=lost how=load")
+		find("repaired call", "EVAL rate-limiter", "sent=EVALSHA body_sent repaired cause=evicted how=load")
 	}
 	find("first pipeline", "PIPELINE EVAL", fmt.Sprintf("batch=%d bodies=%d rewritten=%d", pipelineSize, piped, pipelineSize))
 	find("first transaction", "MULTI EVAL", fmt.Sprintf("batch=%d bodies=1", txSize))

@@ -342,6 +342,52 @@ func TestACLUsers(t *testing.T) {
 		got = append(got, tx(hooked)...)
 		assert.Equal(t, want, got)
 	})
+	t.Run("evalsha without eval", func(t *testing.T) {
+		// The hook must not run by SHA1 what plain EVAL gets NOPERM for,
+		// not even a registered script (which it would load first), and a
+		// repair it cannot make gives the caller's EVALSHA plain NOSCRIPT,
+		// not the NOPERM of an EVAL the caller never wrote.
+		plain, hooked, h := acl(t, srv, "noeval", "~*", "+@all", "-eval", "-eval_ro")
+		_, _, h2 := acl(t, srv, "noevalnoscript", "~*", "+@all", "-eval", "-eval_ro", "-script")
+		body := "return redis.call('INCR', KEYS[1]) -- " + strings.Repeat("r", 60)
+		h.Register("counter", body)
+		o := &redis.Options{Username: "noevalnoscript", Password: "x"}
+		plain2, hooked2 := testkit.Client(t, srv, o), testkit.Client(t, srv, o)
+		h2.Register("counter", body)
+		hooked2.AddHook(h2)
+		require.NoError(t, admin.Set(ctx, "c", 0, 0).Err())
+		var want, got []string
+		for _, pair := range [][2]*redis.Client{{plain, hooked}, {plain2, hooked2}} {
+			for i := 0; i < 2; i++ {
+				want = append(want, testkit.Render(pair[0].Eval(ctx, body, []string{"c"})))
+				got = append(got, testkit.Render(pair[1].Eval(ctx, body, []string{"c"})))
+				ops := func(p redis.Pipeliner) {
+					p.Eval(ctx, body, []string{"c"})
+					p.Eval(ctx, body, []string{"c"})
+					p.EvalRO(ctx, body, []string{"c"})
+				}
+				want = append(want, pipeline(pair[0], ops)...)
+				got = append(got, pipeline(pair[1], ops)...)
+			}
+			// A registered script's EVALSHA behaves as if the server had
+			// the script: for the first user the hook can load it (the
+			// reference is loaded by another client just before); the
+			// second may neither load it nor run its EVAL, so plain
+			// NOSCRIPT.
+			require.NoError(t, admin.ScriptFlush(ctx).Err())
+			if pair[0] == plain {
+				require.NoError(t, admin.ScriptLoad(ctx, body).Err())
+			}
+			want = append(want, testkit.Render(pair[0].EvalSha(ctx, testkit.SHA1(body), []string{"c"})))
+			require.NoError(t, admin.ScriptFlush(ctx).Err())
+			require.NoError(t, admin.Set(ctx, "c", 0, 0).Err())
+			got = append(got, testkit.Render(pair[1].EvalSha(ctx, testkit.SHA1(body), []string{"c"})))
+		}
+		assert.Equal(t, want, got)
+		// Every EVAL was refused, and so was the repair's: the second
+		// user's EVALSHA ran nothing (c is reset before each hooked one).
+		assert.Equal(t, "0", admin.Get(ctx, "c").Val())
+	})
 }
 
 // A MULTI the caller writes by hand is a transaction: QUEUED proves
