@@ -28,13 +28,32 @@ package fuzz_test
 // default; WithMaxBatchSize(3) (pipelines go as sub-batches); tracing and
 // metrics recording into an in-memory SDK with query text on (and nothing
 // exported may contain an argument); WithCacheSize(2) (constant eviction).
-// Programs draw from EVAL, EVAL_RO, EVALSHA(_RO) of known, unknown, upper-case
-// and non-SHA1 arguments, numkeys of every malformed kind, string, []byte,
-// integer and nil bodies, compile and runtime errors, empty, binary and 1 MB
-// bodies, bodies made of input bytes, typed commands (StringCmd, IntCmd),
-// plain SET/GET/INCR/HSET/DEL/ECHO, SCRIPT LOAD and SCRIPT FLUSH sent by the
-// caller, and SCRIPT FLUSH from another client between operations; singly,
-// in pipelines and in transactions (TxPipelined).
+// Its high bits pick the ACL user both clients log in as (default, or one
+// without SCRIPT, EVALSHA, EVAL, or all keys but k1 and h), an OnConnect
+// that runs a script through the client's hooks, and a pool of one
+// connection.
+//
+// Programs draw from EVAL, EVAL_RO, EVALSHA(_RO) of known, unknown,
+// upper-case and non-SHA1 arguments, numkeys of every malformed kind,
+// string, []byte, integer and nil bodies, compile and runtime errors (short
+// and longer than a SHA1), error replies that read like NOSCRIPT (after an
+// INCR, so a second run shows) and one that echoes an argument that may be
+// the server's NOSCRIPT text, empty, binary and 1 MB bodies, bodies made
+// of input bytes, typed commands (StringCmd, IntCmd), plain
+// SET/GET/INCR/HSET/DEL/ECHO, SCRIPT LOAD and SCRIPT FLUSH [SYNC] sent by
+// the caller with string or []byte names and subcommands, MULTI, EXEC,
+// DISCARD, WATCH and UNWATCH written by the caller (in pipelines and on
+// sticky connections; a MULTI left open is closed at the end of its group),
+// and SCRIPT FLUSH from another client between operations; singly, on a
+// sticky connection (rdb.Conn()), in pipelines and in transactions
+// (TxPipelined).
+//
+// Where the oracle is not "the same command": inside a MULTI the caller
+// opened outside the batch at hand, and for a script whose error reply
+// could read like NOSCRIPT (README, "A script never runs twice"), an
+// EVALSHA is not repaired, so the reference sends it as written; for the
+// user who may not run EVAL the reference loads the body (as another
+// client) just before its plain EVALSHA.
 //
 // Optimistic pipeline mode is not fuzzed: it documents that NOSCRIPT may
 // reach the caller, so it has no exact oracle.
@@ -80,6 +99,32 @@ var fzBodies = []string{
 	"return redis.pcall('INCR', KEYS[1])",                     // 13: error as a table
 	"return redis.call('GET', KEYS[2])",                       // 14: nil argument error
 	"return redis.call('SCRIPT', 'FLUSH')",                    // 15: not allowed from scripts
+	// 16, 17: error replies that read like NOSCRIPT, after a write: a
+	// repair or retry of either would show as a double increment.
+	"redis.call('INCR', KEYS[1]) return redis.error_reply('NOSCRIPT pretend')",
+	"redis.call('INCR', KEYS[1]) return redis.error_reply('NOSCRIPT No matching script. Please use EVAL.')",
+	"-- echoes its argument\nreturn redis.error_reply(ARGV[1] or 'no argument given')", // 18
+	fzConnectBody, // 19: also run by the OnConnect variant
+	"-- longer than a SHA1, and it does not compile\nreturn +",          // 20
+	"-- a runtime error, longer than a SHA1\nreturn nosuchglobal.field", // 21
+}
+
+// fzConnectBody is the script the OnConnect variant runs on every new
+// connection, through the client's hooks.
+const fzConnectBody = "-- run by OnConnect too\nreturn {KEYS[1], ARGV[1], #KEYS, #ARGV, 'connected'}"
+
+// fzNoScriptText is the server's reply to an EVALSHA it lacks, as an
+// argument a script may echo.
+const fzNoScriptText = "NOSCRIPT No matching script. Please use EVAL."
+
+// fzUsers are the ACL users a program may run as (besides the default
+// user), created alike on both servers. Each lacks something the hook's own
+// commands may need, or a key.
+var fzUsers = []struct{ name, rules string }{
+	{"fz-noscript", "+@all -script"},
+	{"fz-noevalsha", "+@all -evalsha -evalsha_ro"},
+	{"fz-keys", "+@all"}, // keys: only k1 and h (see newFzEnv)
+	{"fz-noeval", "+@all -eval -eval_ro"},
 }
 
 // fzRegistered are the bodies given to Register: always known. A
@@ -99,10 +144,18 @@ type fzEnv struct {
 	ref, hooked, lint *redistest.Server
 	refAdmin, hkAdmin *redis.Client
 	lintc             *redis.Client
-	plain             [2]*redis.Client // RESP2, RESP3
 
 	mu       sync.Mutex
 	compiles map[string]bool
+}
+
+// fzConfig is what the first input byte chooses besides the hook's variant:
+// the protocol, the ACL user (0: default, else fzUsers[user-1]), whether
+// OnConnect runs a script, and a pool of one connection.
+type fzConfig struct {
+	proto, user int
+	onConnect   bool
+	tinyPool    bool
 }
 
 func newFzEnv(tb testing.TB) *fzEnv {
@@ -112,13 +165,29 @@ func newFzEnv(tb testing.TB) *fzEnv {
 		lint:     redistest.Start(tb),
 		compiles: map[string]bool{},
 	}
-	mk := func(addr string, proto int) *redis.Client {
-		c := redis.NewClient(fzOptions(addr, proto))
+	mk := func(addr string) *redis.Client {
+		c := redis.NewClient(fzOptions(addr, fzConfig{proto: 2}))
 		tb.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	e.refAdmin, e.hkAdmin, e.lintc = mk(e.ref.Addr, 2), mk(e.hooked.Addr, 2), mk(e.lint.Addr, 2)
-	e.plain = [2]*redis.Client{mk(e.ref.Addr, 2), mk(e.ref.Addr, 3)}
+	e.refAdmin, e.hkAdmin, e.lintc = mk(e.ref.Addr), mk(e.hooked.Addr), mk(e.lint.Addr)
+	ctx := context.Background()
+	for _, c := range []*redis.Client{e.refAdmin, e.hkAdmin} {
+		for _, u := range fzUsers {
+			args := []interface{}{"acl", "setuser", u.name, "reset", "on", ">pw", "&*"}
+			if u.name == "fz-keys" {
+				args = append(args, "~k1", "~h")
+			} else {
+				args = append(args, "~*")
+			}
+			for _, rule := range strings.Fields(u.rules) {
+				args = append(args, rule)
+			}
+			if err := c.Do(ctx, args...).Err(); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	return e
 }
 
@@ -126,8 +195,24 @@ func newFzEnv(tb testing.TB) *fzEnv {
 // that reads a reply into the wrong type can desynchronize a go-redis
 // connection (with or without the hook); a short read timeout and no
 // retries keep such an input from costing tens of seconds.
-func fzOptions(addr string, proto int) *redis.Options {
-	return &redis.Options{Addr: addr, Protocol: proto, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond}
+func fzOptions(addr string, cfg fzConfig) *redis.Options {
+	o := &redis.Options{Addr: addr, Protocol: cfg.proto, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond}
+	if cfg.user > 0 {
+		o.Username, o.Password = fzUsers[cfg.user-1].name, "pw"
+	}
+	if cfg.onConnect {
+		// Through the client's hooks: the hook's own first use of a script
+		// may be on a connection that is still being set up.
+		o.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+			_ = cn.Eval(ctx, fzConnectBody, []string{"k1"}, "c").Err()
+			return nil
+		}
+	}
+	if cfg.tinyPool {
+		o.PoolSize = 1
+		o.PoolTimeout = 2 * time.Second
+	}
+	return o
 }
 
 // compiled reports whether Redis compiles body, asking the lint server once.
@@ -205,6 +290,26 @@ type fzOp struct {
 	// hook, which only costs read timeouts.)
 	typed int
 	desc  string
+	// preload: a body the reference server is given by SCRIPT LOAD (from
+	// another client) just before the reference command.
+	preload string
+}
+
+// fzUserOf is the ACL user of a configuration.
+func fzUserOf(cfg fzConfig) string {
+	if cfg.user == 0 {
+		return "default"
+	}
+	return fzUsers[cfg.user-1].name
+}
+
+// preload gives the reference server the bodies ops need loaded.
+func (run *fzRun) preload(ops ...fzOp) {
+	for _, op := range ops {
+		if op.preload != "" {
+			_ = run.e.refAdmin.ScriptLoad(run.ctx, op.preload).Err()
+		}
+	}
 }
 
 // fzRun is one program being run.
@@ -212,20 +317,56 @@ type fzRun struct {
 	e       *fzEnv
 	ctx     context.Context
 	variant int
+	cfg     fzConfig
 	// learned: bodies the hook knows (by content). In the tiny-cache
 	// variant only registered bodies are certain to be known.
 	learned map[string]bool
 	fuzzed  string // the last fuzz-derived body
 	log     []string
+	// multi is where a MULTI the caller wrote is open: multiNone, or opened
+	// by a single command on a sticky connection (multiSingle), or inside
+	// the batch being decoded (multiBatch). flushedInMulti: the caller's
+	// SCRIPT FLUSH came after that MULTI in the same batch.
+	multi          int
+	flushedInMulti bool
+	// flushedInBatch: the batch being decoded has the caller's SCRIPT
+	// FLUSH in it.
+	flushedInBatch bool
+}
+
+const (
+	multiNone = iota
+	multiSingle
+	multiBatch
+)
+
+// Where a command of a program goes (the oracle differs).
+const (
+	wherePooled = iota // a single command through the client
+	whereSticky        // a single command on a sticky connection (rdb.Conn())
+	wherePipe          // in a pipeline
+	whereTx            // in a transaction (TxPipelined)
+)
+
+// fzTarget is what a program's commands go through: the client, or a
+// sticky connection of it.
+type fzTarget interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+	TxPipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
 func runDifferential(t *testing.T, e *fzEnv, data []byte) {
 	ctx := t.Context()
 	r := &fzReader{b: data}
-	cfg := r.next()
-	proto := 2 + int(cfg&1)
-	run := &fzRun{e: e, ctx: ctx, variant: int(cfg>>1) & 3, learned: map[string]bool{}}
-	run.log = append(run.log, fmt.Sprintf("RESP%d variant %d", proto, run.variant))
+	cfgByte := r.next()
+	cfg := fzConfig{proto: 2 + int(cfgByte&1), onConnect: cfgByte&0x40 != 0, tinyPool: cfgByte&0x80 != 0}
+	if u := int(cfgByte>>3) & 7; u >= 4 {
+		cfg.user = u - 3
+	}
+	run := &fzRun{e: e, ctx: ctx, variant: int(cfgByte>>1) & 3, cfg: cfg, learned: map[string]bool{}}
+	run.log = append(run.log, fmt.Sprintf("RESP%d variant %d user %s onConnect %v pool-of-one %v",
+		cfg.proto, run.variant, fzUserOf(cfg), cfg.onConnect, cfg.tinyPool))
 
 	e.reset(t, ctx)
 	opts := []scripthook.Option{scripthook.WithTracing(false)}
@@ -250,55 +391,43 @@ func runDifferential(t *testing.T, e *fzEnv, data []byte) {
 		h.Register(fmt.Sprint("reg", i), fzBodies[i])
 		run.learned[fzBodies[i]] = true
 	}
-	hc := redis.NewClient(fzOptions(e.hooked.Addr, proto))
+	hc := redis.NewClient(fzOptions(e.hooked.Addr, cfg))
 	defer hc.Close()
 	hc.AddHook(h)
-	pc := e.plain[proto-2]
+	// The reference client is new too: its OnConnect must run on the
+	// program's own first dial, as the hooked client's does.
+	pc := redis.NewClient(fzOptions(e.ref.Addr, cfg))
+	defer pc.Close()
+	if cfg.onConnect {
+		// Dial now, so that the hook has seen the OnConnect script before
+		// the program's first command (else whether it knows it would
+		// depend on that command).
+		if got, want := testkit.ErrText(hc.Ping(ctx).Err()), testkit.ErrText(pc.Ping(ctx).Err()); got != want {
+			t.Fatalf("PING after OnConnect differs: hook %s, ref %s", got, want)
+		}
+		run.learn(fzConnectBody)
+	}
 
 	for g := 0; g < fzMaxGroups && !r.done(); g++ {
 		sel := r.next()
-		switch sel % 8 {
-		case 0, 1, 2, 3:
-			op := run.decodeOp(r, false)
-			run.log = append(run.log, "single "+op.desc)
-			got, want := fzRunSingle(ctx, hc, op, false), fzRunSingle(ctx, pc, op, true)
-			if got != want {
-				t.Fatalf("single command differs\nprogram:\n  %s\nhook: %s\nref:  %s", strings.Join(run.log, "\n  "), got, want)
-			}
-		case 4, 5, 6:
-			tx := sel%8 == 6
-			n := 1 + int(r.next())%fzMaxBatch
-			ops := make([]fzOp, n)
-			desc := make([]string, n)
-			for i := range ops {
-				ops[i] = run.decodeOp(r, true)
-				desc[i] = ops[i].desc
-			}
-			kind := "pipeline"
-			if tx {
-				kind = "tx"
-			}
-			run.log = append(run.log, kind+" ["+strings.Join(desc, "; ")+"]")
-			got, want := runFzBatch(ctx, hc, ops, tx, false), runFzBatch(ctx, pc, ops, tx, true)
-			if !slices.Equal(got, want) {
-				t.Fatalf("%s differs\nprogram:\n  %s\nhook: %q\nref:  %q", kind, strings.Join(run.log, "\n  "), got, want)
-			}
-		case 7:
+		switch {
+		case sel%8 <= 3:
+			run.single(t, hc, pc, r, wherePooled)
+		case sel%8 <= 6:
+			run.batch(t, hc, pc, r, sel%8 == 6)
+		case sel&0x80 != 0:
+			run.sticky(t, hc, pc, r)
+		default:
 			// Another client flushes the script cache of both servers: the
 			// hook still believes its scripts are loaded.
-			run.log = append(run.log, "SCRIPT FLUSH (both servers, from another client)")
-			for _, c := range []*redis.Client{e.refAdmin, e.hkAdmin} {
-				if err := c.ScriptFlush(ctx).Err(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			run.otherFlush(t)
 		}
 	}
 
 	// The data and the script cache must have ended up the same.
 	got, want := fzState(ctx, e.hkAdmin), fzState(ctx, e.refAdmin)
 	if got != want {
-		t.Fatalf("final state differs\nprogram:\n  %s\nhook: %s\nref:  %s", strings.Join(run.log, "\n  "), got, want)
+		run.fail(t, "final state differs", got, want)
 	}
 	if spans != nil {
 		var rm metricdata.ResourceMetrics
@@ -315,8 +444,124 @@ func runDifferential(t *testing.T, e *fzEnv, data []byte) {
 	}
 }
 
+func (run *fzRun) fail(t *testing.T, what string, got, want interface{}) {
+	t.Helper()
+	t.Fatalf("%s\nprogram:\n  %s\nhook: %q\nref:  %q", what, strings.Join(run.log, "\n  "), got, want)
+}
+
+// otherFlush is SCRIPT FLUSH on both servers from another client.
+func (run *fzRun) otherFlush(t *testing.T) {
+	run.log = append(run.log, "SCRIPT FLUSH (both servers, from another client)")
+	for _, c := range []*redis.Client{run.e.refAdmin, run.e.hkAdmin} {
+		if err := c.ScriptFlush(run.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// single runs one command through both targets.
+func (run *fzRun) single(t *testing.T, hook, ref fzTarget, r *fzReader, where int) {
+	op := run.decodeOp(r, where)
+	run.log = append(run.log, "single "+op.desc)
+	got := fzRunSingle(run.ctx, hook, op, false)
+	run.preload(op)
+	if want := fzRunSingle(run.ctx, ref, op, true); got != want {
+		run.fail(t, "single command differs", got, want)
+	}
+}
+
+// batch runs a pipeline or a transaction through both targets. A MULTI
+// the pipeline opens is closed at its end (a connection must not go back
+// to the pool inside a MULTI), by EXEC or DISCARD as the input says.
+func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) {
+	n := 1 + int(r.next())%fzMaxBatch
+	where := wherePipe
+	if tx {
+		where = whereTx
+	}
+	ops := make([]fzOp, 0, n+1)
+	desc := make([]string, 0, n+1)
+	run.flushedInBatch = false
+	for i := 0; i < n; i++ {
+		op := run.decodeOp(r, where)
+		ops, desc = append(ops, op), append(desc, op.desc)
+	}
+	if run.multi == multiBatch {
+		op := run.closeMulti(r.next()&1 == 0)
+		ops, desc = append(ops, op), append(desc, op.desc)
+	}
+	if run.multi == multiNone {
+		run.flushedInMulti = false
+	}
+	kind := "pipeline"
+	if tx {
+		kind = "tx"
+	}
+	run.log = append(run.log, kind+" ["+strings.Join(desc, "; ")+"]")
+	got := runFzBatch(run.ctx, hook, ops, tx, false)
+	run.preload(ops...)
+	if want := runFzBatch(run.ctx, ref, ops, tx, true); !slices.Equal(got, want) {
+		run.fail(t, kind+" differs", got, want)
+	}
+}
+
+// closeMulti is the EXEC or DISCARD that ends a MULTI the caller wrote.
+func (run *fzRun) closeMulti(exec bool) fzOp {
+	name := "discard"
+	if exec {
+		name = "exec"
+	}
+	run.multi = multiNone
+	args := []interface{}{name}
+	return fzOp{hook: args, ref: args, desc: name + " (closing)"}
+}
+
+// sticky runs a few groups on a sticky connection of each client (with a
+// pool of one, the only connection), then releases both.
+func (run *fzRun) sticky(t *testing.T, hc, pc *redis.Client, r *fzReader) {
+	hconn, pconn := hc.Conn(), pc.Conn()
+	defer func() {
+		_ = hconn.Close()
+		_ = pconn.Close()
+	}()
+	run.log = append(run.log, "sticky connection {")
+	n := 1 + int(r.next())%4
+	for i := 0; i < n && !r.done(); i++ {
+		switch c := r.next() % 6; {
+		case c <= 2:
+			run.single(t, hconn, pconn, r, whereSticky)
+		case c == 3:
+			run.batch(t, hconn, pconn, r, false)
+		case c == 4 && run.multi == multiNone:
+			run.batch(t, hconn, pconn, r, true)
+		default:
+			run.otherFlush(t)
+		}
+	}
+	if run.multi != multiNone {
+		op := run.closeMulti(r.next()&1 == 0)
+		run.log = append(run.log, "single "+op.desc)
+		got, want := fzRunSingle(run.ctx, hconn, op, false), fzRunSingle(run.ctx, pconn, op, true)
+		if got != want {
+			run.fail(t, "closing EXEC/DISCARD differs", got, want)
+		}
+		run.flushedInMulti = false
+	}
+	run.log = append(run.log, "}")
+}
+
 // fzSecret is part of argument and key values; it must never be exported.
 const fzSecret = "s3cr3t"
+
+// fzAllSHAs are the SHA1s of every table body and the 1 MB body, computed
+// once (testkit.SHA1 is plain Go, and the fuzzer runs a program many times).
+var fzAllSHAs = sync.OnceValue(func() []string {
+	shas := make([]string, 0, len(fzBodies)+1)
+	for _, body := range append(slices.Clone(fzBodies), fzBigBody) {
+		shas = append(shas, testkit.SHA1(body))
+	}
+	return shas
+})
 
 // fzState renders the keys programs touch and which scripts the server has.
 func fzState(ctx context.Context, c *redis.Client) string {
@@ -331,27 +576,34 @@ func fzState(ctx context.Context, c *redis.Client) string {
 			fmt.Fprintf(&b, "%v ", c.HGetAll(ctx, k).Val())
 		}
 	}
-	shas := make([]string, 0, len(fzBodies)+1)
-	for _, body := range append(slices.Clone(fzBodies), fzBigBody) {
-		shas = append(shas, testkit.SHA1(body))
+	// Registered bodies are left out: Register's SCRIPT LOAD is a side
+	// effect it documents (it can load one where the call is then refused,
+	// a key the user may not touch, say).
+	exists := c.ScriptExists(ctx, fzAllSHAs()...).Val()
+	for _, i := range fzRegistered {
+		if i < len(exists) {
+			exists[i] = false
+		}
 	}
-	fmt.Fprintf(&b, "scripts=%v", c.ScriptExists(ctx, shas...).Val())
+	fmt.Fprintf(&b, "scripts=%v", exists)
 	return b.String()
 }
 
-// decodeOp reads one command. inBatch matters for the oracle (see the file
-// comment).
-func (run *fzRun) decodeOp(r *fzReader, inBatch bool) fzOp {
+// decodeOp reads one command for where it will go (the oracle differs).
+func (run *fzRun) decodeOp(r *fzReader, where int) fzOp {
+	inBatch := where >= wherePipe
 	k := r.next() % 16
 	switch {
 	case k <= 3:
 		return run.evalOp(r, k)
 	case k <= 6:
-		return run.evalShaOp(r, k == 6, inBatch)
+		return run.evalShaOp(r, k == 6, where)
 	case k == 15:
 		return run.bigOp(r, inBatch)
 	}
-	key := fzKeys[int(r.next())%len(fzKeys)]
+	kb := r.next()
+	key := fzKeys[int(kb)%len(fzKeys)]
+	spell := kb >> 2 // how command names are spelled, where it matters
 	var args []interface{}
 	switch k {
 	case 7:
@@ -365,13 +617,54 @@ func (run *fzRun) decodeOp(r *fzReader, inBatch bool) fzOp {
 	case 11:
 		args = []interface{}{"del", key, "k2"}
 	case 12:
-		args = []interface{}{"script", "load", fzBodies[int(r.next())%len(fzBodies)]}
+		args = []interface{}{fzName("script", spell), fzName("load", spell>>2), fzBodies[int(r.next())%len(fzBodies)]}
 	case 13:
-		args = []interface{}{"script", "flush"}
+		args = []interface{}{fzName("script", spell), fzName("flush", spell>>2)}
+		if spell&0x20 != 0 {
+			args = append(args, fzName("sync", spell>>4))
+		}
+		if run.multi == multiBatch {
+			run.flushedInMulti = true
+		}
+		run.flushedInBatch = run.flushedInBatch || inBatch
 	case 14:
-		args = []interface{}{"echo", []byte{0, 0xff, '\r', '\n', 's'}}
+		args = run.txControl(r.next(), key, spell, where)
 	}
 	return fzOp{hook: args, ref: args, desc: fzDescribe(args)}
+}
+
+// txControl is MULTI, EXEC, DISCARD, WATCH or UNWATCH written by the
+// caller, where a connection is certain (a pipeline, a sticky connection);
+// elsewhere, and in go-redis's own transactions, ECHO. It tracks whether a
+// MULTI is open, as the server does.
+func (run *fzRun) txControl(c byte, key string, spell byte, where int) []interface{} {
+	echo := []interface{}{"echo", []byte{0, 0xff, '\r', '\n', 's'}}
+	if where == wherePooled || where == whereTx {
+		return echo
+	}
+	switch c % 6 {
+	case 1:
+		if run.multi == multiNone {
+			run.multi = multiSingle
+			if where == wherePipe {
+				run.multi = multiBatch
+			}
+			run.flushedInMulti = false
+		}
+		return []interface{}{fzName("multi", spell)}
+	case 2, 3:
+		run.multi = multiNone
+		name := "exec"
+		if c%6 == 3 {
+			name = "discard"
+		}
+		return []interface{}{fzName(name, spell)}
+	case 4:
+		return []interface{}{fzName("watch", spell), key}
+	case 5:
+		return []interface{}{fzName("unwatch", spell)}
+	}
+	return echo
 }
 
 // body picks a script body: one of the table, or one made from the input.
@@ -434,7 +727,9 @@ func fzShape(r *fzReader) (rest []interface{}, wellFormed bool, desc string) {
 		rest = append(rest, fzKeys[(int(s>>4)+i)%len(fzKeys)])
 	}
 	for i := 0; i < nArgs; i++ {
-		switch (int(s>>6) + i) % 4 {
+		switch (int(s>>5) + i) % 5 {
+		case 4:
+			rest = append(rest, fzNoScriptText) // for a script that echoes it
 		case 0:
 			rest = append(rest, "a-"+fzSecret)
 		case 1:
@@ -448,13 +743,16 @@ func fzShape(r *fzReader) (rest []interface{}, wellFormed bool, desc string) {
 	return rest, wellFormed, fzDescribe(rest)
 }
 
-// name spells a command name in one of a few cases.
-func fzName(lower string, c byte) string {
-	switch c % 3 {
+// fzName spells a command name or subcommand in one of a few cases, as a
+// string or as []byte (go-redis accepts both).
+func fzName(lower string, c byte) interface{} {
+	switch c % 4 {
 	case 1:
 		return strings.ToUpper(lower)
 	case 2:
 		return strings.ToUpper(lower[:1]) + lower[1:]
+	case 3:
+		return []byte(strings.ToUpper(lower[:1]) + lower[1:])
 	}
 	return lower
 }
@@ -519,7 +817,8 @@ func (run *fzRun) known(body string) (known, unknown bool) {
 
 // evalShaOp is EVALSHA or EVALSHA_RO of a known or unknown SHA1 (or of
 // something that is no SHA1 at all).
-func (run *fzRun) evalShaOp(r *fzReader, ro, inBatch bool) fzOp {
+func (run *fzRun) evalShaOp(r *fzReader, ro bool, where int) fzOp {
+	inBatch := where >= wherePipe
 	sel := int(r.next()) % (len(fzBodies) + 5)
 	extra := r.next()
 	rest, wellFormed, desc := fzShape(r)
@@ -543,6 +842,13 @@ func (run *fzRun) evalShaOp(r *fzReader, ro, inBatch bool) fzOp {
 	default:
 		body, hasBody = run.fuzzed, true
 	}
+	if hasBody && where == whereTx && fzUserOf(run.cfg) == "fz-noeval" {
+		// README: a user who may run EVALSHA but not EVAL can see NOPERM
+		// for a known script's EVALSHA in a transaction (its first use
+		// carries the body as EVAL). No exact oracle: an unknown SHA1.
+		body, hasBody = "", false
+		sha = testkit.SHA1("never sent by any program")
+	}
 	// A malformed EVALSHA goes through untouched: plain semantics.
 	if hasBody {
 		known, unknown := run.known(body)
@@ -551,6 +857,24 @@ func (run *fzRun) evalShaOp(r *fzReader, ro, inBatch bool) fzOp {
 			body = fzBodies[fzRegistered[int(extra)%len(fzRegistered)]]
 		}
 		sha = testkit.SHA1(body)
+		preloads := fzUserOf(run.cfg) == "fz-noeval" || fzUserOf(run.cfg) == "fz-noevalsha"
+		registered := slices.Contains(fzRegistered, slices.Index(fzBodies, body))
+		if known && inBatch && (!run.certainInBatch(body) || preloads && run.flushedInBatch ||
+			where == whereTx && registered && fzUserOf(run.cfg) == "fz-noevalsha" ||
+			where == wherePipe && registered && fzUserOf(run.cfg) == "fz-noscript") {
+			// README: in a batch, your EVALSHA of a known script the
+			// server lacks is repaired only when order allows. The
+			// reference's "loaded first" (below) happens before the
+			// batch, so the batch's own flush would undo it. For a user
+			// who may run EVAL but not EVALSHA, a registered script's
+			// EVALSHA in a transaction can run as EVAL. For a user who
+			// may not SCRIPT LOAD, a pipeline before the server has
+			// shown that can leave a registered script's EVALSHA its
+			// NOSCRIPT (TestACLUsers checks the pipelines after). No
+			// exact oracle: an unknown SHA1.
+			body, hasBody = "", false
+			sha = testkit.SHA1("never sent by any program")
+		}
 	}
 	if extra&0x80 != 0 {
 		sha = strings.ToUpper(sha) // Redis accepts an upper-case SHA1
@@ -559,10 +883,29 @@ func (run *fzRun) evalShaOp(r *fzReader, ro, inBatch bool) fzOp {
 	op := fzOp{hook: args, ref: args, desc: fmt.Sprintf("%s %s %s", args[0], fzShort(sha), desc)}
 	if hasBody {
 		op.desc += " (body " + fzShortBody(body) + ")"
-		if known, _ := run.known(body); known && wellFormed {
+		if known, _ := run.known(body); known && wellFormed && run.repairable(body, rest) {
 			// The hook repairs NOSCRIPT: the reference runs the body. In a
 			// batch a body that does not compile gets plain NOSCRIPT.
-			if !inBatch || run.e.compiled(run.ctx, body) {
+			switch {
+			case where == whereTx && fzUserOf(run.cfg) == "fz-noscript" && !slices.Contains(fzRegistered, slices.Index(fzBodies, body)):
+				// README: in a transaction the hook cannot repair for a
+				// user who may not SCRIPT LOAD; the EVALSHA gets plain
+				// NOSCRIPT (a registered script's first use carries its
+				// body as EVAL). A pipeline's retry sends the body.
+			case fzUserOf(run.cfg) == "fz-noevalsha":
+				// The user may not run EVALSHA: its NOPERM is no NOSCRIPT,
+				// and nothing is repaired. A registered script is loaded
+				// first all the same (Register promises it is there).
+				if slices.Contains(fzRegistered, slices.Index(fzBodies, body)) {
+					op.preload = body
+				}
+			case fzUserOf(run.cfg) == "fz-noeval":
+				// The user may not run EVAL: "as if the server had the
+				// script" is the reference loading it (as another client)
+				// just before its plain EVALSHA.
+				op.preload = body
+				op.desc += " ≡ loaded first"
+			case !inBatch || run.e.compiled(run.ctx, body):
 				evalName := "eval"
 				if ro {
 					evalName = "eval_ro"
@@ -575,6 +918,53 @@ func (run *fzRun) evalShaOp(r *fzReader, ro, inBatch bool) fzOp {
 	return op
 }
 
+// certainInBatch reports whether the caller's EVALSHA of a known body,
+// decoded for a batch, is certain to find the script (or be repaired
+// whatever else the batch holds): the body is registered, or the hooked
+// server has it now and the batch has no flush of its own before it. A
+// body earlier in the same batch does not count (a refused EVAL loads
+// nothing).
+func (run *fzRun) certainInBatch(body string) bool {
+	if slices.Contains(fzRegistered, slices.Index(fzBodies, body)) {
+		return true
+	}
+	if run.flushedInBatch {
+		return false
+	}
+	exists, err := run.e.hkAdmin.ScriptExists(run.ctx, testkit.SHA1(body)).Result()
+	return err == nil && len(exists) == 1 && exists[0]
+}
+
+// repairable reports whether the hook may repair a NOSCRIPT for an EVALSHA
+// of body with these keys and arguments (README, "A script never runs
+// twice"): not when the script's own error reply could read like the
+// server's refusal, and not inside a MULTI the caller opened outside this
+// batch, or in this batch before a SCRIPT FLUSH of its own (the server's
+// replies there are QUEUED, which prove nothing).
+func (run *fzRun) repairable(body string, rest []interface{}) bool {
+	forging := func(t string) bool {
+		t = strings.ToLower(t)
+		return strings.Contains(t, "noscript") || strings.Contains(t, "noperm")
+	}
+	if forging(body) {
+		return false
+	}
+	if strings.Contains(body, "err") {
+		for _, a := range rest[1:] {
+			if t, ok := a.(string); ok && forging(t) {
+				return false
+			}
+		}
+	}
+	switch run.multi {
+	case multiSingle:
+		return false
+	case multiBatch:
+		return !run.flushedInMulti
+	}
+	return true
+}
+
 // bigOp sends the 1 MB body, or runs it by SHA1.
 func (run *fzRun) bigOp(r *fzReader, inBatch bool) fzOp {
 	c := r.next()
@@ -584,12 +974,14 @@ func (run *fzRun) bigOp(r *fzReader, inBatch bool) fzOp {
 		return fzOp{hook: args, ref: args, desc: "eval <1 MB body> 0 a b"}
 	}
 	known, unknown := run.known(fzBigBody)
-	if !known && !unknown {
-		// Perhaps evicted (tiny cache): no exact oracle for EVALSHA.
+	if !known && !unknown || known && inBatch && !run.certainInBatch(fzBigBody) || fzUserOf(run.cfg) != "default" {
+		// Perhaps evicted (tiny cache), or perhaps missing in a batch (see
+		// evalShaOp), or an ACL user (evalShaOp has their rules): no
+		// exact oracle for EVALSHA.
 		args := []interface{}{"eval", fzBigBody, 0, "a"}
 		return fzOp{hook: args, ref: args, desc: "eval <1 MB body> 0 a"}
 	}
-	sha := testkit.SHA1(fzBigBody)
+	sha := fzAllSHAs()[len(fzBodies)]
 	args := []interface{}{"evalsha", sha, 0, "a"}
 	op := fzOp{hook: args, ref: args, desc: "evalsha <1 MB body's SHA1> 0 a"}
 	if known {
@@ -617,13 +1009,13 @@ func (op fzOp) cmd(ctx context.Context, ref bool) redis.Cmder {
 	return redis.NewCmd(ctx, args...)
 }
 
-func fzRunSingle(ctx context.Context, c *redis.Client, op fzOp, ref bool) string {
+func fzRunSingle(ctx context.Context, c fzTarget, op fzOp, ref bool) string {
 	cmd := op.cmd(ctx, ref)
 	_ = c.Process(ctx, cmd)
 	return testkit.Render(cmd)
 }
 
-func runFzBatch(ctx context.Context, c *redis.Client, ops []fzOp, tx, ref bool) []string {
+func runFzBatch(ctx context.Context, c fzTarget, ops []fzOp, tx, ref bool) []string {
 	fn := func(p redis.Pipeliner) error {
 		for _, op := range ops {
 			_ = p.Process(ctx, op.cmd(ctx, ref))
@@ -695,6 +1087,23 @@ func fzSeeds() [][]byte {
 		return b
 	}
 	counter := evalOp(0, 0, 1, 0) // counter script, one key, numkeys int
+	// Commands the caller writes to control a transaction: {14, key, which}.
+	multi, exec, discard, watch := []byte{14, 0, 1}, []byte{14, 0, 2}, []byte{14, 0, 3}, []byte{14, 0, 4}
+	// sticky runs up to four steps on a sticky connection; each step is
+	// 0 (a single command) followed by the command, or 5 (a flush by
+	// another client). The byte after the group says how an open MULTI ends.
+	sticky := func(steps ...[]byte) []byte {
+		b := []byte{0x87, byte(len(steps) - 1)}
+		for _, st := range steps {
+			if len(st) == 1 && st[0] == 5 {
+				b = append(b, 5)
+				continue
+			}
+			b = append(b, 0)
+			b = append(b, st...)
+		}
+		return b
+	}
 	return [][]byte{
 		// Warm, flush between calls, reload.
 		cat(0, single(counter), single(counter), []byte{flush}, single(counter)),
@@ -736,6 +1145,38 @@ func fzSeeds() [][]byte {
 		// A body made from input bytes, then its SHA1.
 		cat(0, single([]byte{0, byte(len(fzBodies)), 4, 'x', 'y', 'z', 0, 0, 0}),
 			single(shaOp(byte(len(fzBodies)+4), 0, 0, 0))),
+		// MULTI, EXEC, DISCARD and WATCH written by the caller in pipelines:
+		// [MULTI, EVAL, DISCARD, EVAL], [WATCH, INCR, MULTI, EVAL, EXEC]
+		// (aborted), and a long body that does not compile inside a MULTI.
+		cat(0, single(counter),
+			batch(false, multi, counter, discard, counter),
+			batch(false, watch, []byte{9, 0}, multi, counter, counter, exec),
+			[]byte{flush},
+			batch(false, counter, multi, evalOp(20, 0, 0, 0), evalOp(20, 0, 0, 0), counter, exec)),
+		// On a sticky connection: EVAL; SCRIPT FLUSH; MULTI; EVAL; EXEC.
+		cat(0, sticky(single(counter)[1:], single([]byte{13, 0})[1:], single(multi)[1:], single(counter)[1:]), []byte{0}),
+		// Scripts whose error replies read like NOSCRIPT, after an INCR.
+		cat(0, single(evalOp(16, 0, 1, 0)), single(evalOp(16, 0, 1, 0)), single(evalOp(17, 0, 1, 0)),
+			single(evalOp(17, 0, 1, 0)), single(shaOp(16, 0, 1, 0)), single(shaOp(17, 0, 1, 0)), []byte{flush},
+			single(shaOp(16, 0, 1, 0)), single(shaOp(17, 0, 1, 0)),
+			batch(false, evalOp(16, 0, 1, 0), evalOp(17, 0, 1, 0), evalOp(16, 0, 1, 0), evalOp(17, 0, 1, 0)),
+			// A script that echoes its argument, given the server's text.
+			single(evalOp(18, 0, 0x84, 0)), single(evalOp(18, 0, 0x84, 0)), []byte{flush}, single(shaOp(18, 0, 0x84, 0))),
+		// []byte command names and subcommands: SCRIPT FLUSH, SCRIPT LOAD.
+		cat(0, single(counter), single(counter), single([]byte{13, 0xfc}), single(counter),
+			batch(false, counter, []byte{13, 0xcc}, counter, counter), single([]byte{12, 0xfc, 0}), single(counter)),
+		// ACL users: without SCRIPT, without EVALSHA, with keys k1 and h
+		// only ([EVAL on k2, EVAL on k1]), without EVAL.
+		cat(0x20, single(counter), single(counter), []byte{flush}, single(counter), single(shaOp(1, 0, 0, 0)),
+			batch(false, counter, counter, shaOp(0, 0, 1, 0)), batch(true, counter, counter)),
+		cat(0x28, single(counter), single(counter), single(counter), batch(false, counter, counter), batch(true, counter, counter)),
+		cat(0x30, batch(false, evalOp(0, 0, 0x11, 0), counter), batch(false, evalOp(0, 0, 0x11, 0), counter, counter),
+			single(evalOp(0, 0, 0x11, 0)), single(counter)),
+		cat(0x38, single(shaOp(0, 0, 1, 0)), []byte{flush}, single(shaOp(0, 0, 1, 0)), batch(false, shaOp(0, 0, 1, 0), shaOp(0, 0, 1, 0))),
+		// OnConnect runs a script; then a pool of one with a sticky connection.
+		cat(0x40, single(evalOp(19, 0, 1, 0)), []byte{flush}, single(evalOp(19, 0, 1, 0)), batch(false, evalOp(19, 0, 1, 0), evalOp(19, 0, 1, 0))),
+		cat(0xc0, sticky(single(evalOp(19, 0, 1, 0))[1:], []byte{5}, single(counter)[1:], single(counter)[1:]),
+			single(counter), single(evalOp(19, 0, 1, 0))),
 	}
 }
 
