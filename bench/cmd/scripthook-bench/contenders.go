@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"strconv"
@@ -28,20 +26,35 @@ const (
 	cScripthook                  // go-redis Eval with scripthook added
 	cScriptRun                   // go-redis redis.Script.Run (EVALSHA, EVAL on NOSCRIPT)
 	cEvalSha                     // hand-written EvalSha, script preloaded: the limit
+	cControl                     // a second, identical preloaded EvalSha: the A/A control
 	cRueidis                     // rueidis Lua.Exec / Lua.ExecMulti
 
 	// Tracing rows.
+	cEvalControl    // a second, identical plain Eval: the tracing rows' A/A control
 	cEvalOtel       // go-redis Eval + redisotel.InstrumentTracing (defaults)
 	cEvalOtelNoStmt // same, WithDBStatement(false)
 	cHookOff        // scripthook, WithTracing(false)
 	cHookTraced     // scripthook, WithTracerProvider(sdk)
 )
 
-// mainContenders are compared on every main, cold-start and flush row.
-var mainContenders = []contender{cEval, cScripthook, cScriptRun, cEvalSha, cRueidis}
+// mainContenders are compared on every row but the tracing rows.
+var mainContenders = []contender{cEval, cScripthook, cScriptRun, cEvalSha, cControl, cRueidis}
+
+// fipsContenders: redis.NewScript hashes the body with crypto/sha1 when it
+// is built, which panics under GODEBUG=fips140=only, so Script.Run cannot
+// run there; rueidis learns the SHA1 from SCRIPT LOAD (WithLoadSHA1).
+var fipsContenders = []contender{cEval, cScripthook, cEvalSha, cControl, cRueidis}
 
 // traceContenders are compared on the tracing rows.
-var traceContenders = []contender{cEval, cEvalOtel, cEvalOtelNoStmt, cHookOff, cHookTraced}
+var traceContenders = []contender{cEval, cEvalControl, cEvalOtel, cEvalOtelNoStmt, cHookOff, cHookTraced}
+
+// controlOf is the contender whose identical twin is the A/A control.
+func controlOf(c contender) contender {
+	if c == cEvalControl {
+		return cEval
+	}
+	return cEvalSha
+}
 
 func (c contender) String() string {
 	switch c {
@@ -53,8 +66,12 @@ func (c contender) String() string {
 		return "Script.Run"
 	case cEvalSha:
 		return "EvalSha preloaded"
+	case cControl:
+		return "EvalSha preloaded, A/A control"
 	case cRueidis:
 		return "rueidis Lua.Exec"
+	case cEvalControl:
+		return "Eval, A/A control"
 	case cEvalOtel:
 		return "Eval + redisotel"
 	case cEvalOtelNoStmt:
@@ -67,6 +84,9 @@ func (c contender) String() string {
 	return "?"
 }
 
+// isControl reports an A/A control contender.
+func (c contender) isControl() bool { return c == cControl || c == cEvalControl }
+
 // describe says exactly what the contender runs, for the method section.
 func (c contender) describe() string {
 	switch c {
@@ -77,9 +97,13 @@ func (c contender) describe() string {
 	case cScriptRun:
 		return "`redis.NewScript(body).Run(ctx, rdb, keys, arg)`; pipelines: `script.Run(ctx, pipe, ...)` (queues EVALSHA)"
 	case cEvalSha:
-		return "`rdb.EvalSha(ctx, sha, keys, arg)` after `SCRIPT LOAD` at setup (cold start: inside the measured time); on NOSCRIPT the error is counted, the script is loaded again and the call is not retried"
+		return "`rdb.EvalSha(ctx, sha, keys, arg)` with the SHA1 from a `SCRIPT LOAD` at setup (cold start: inside the measured time); on NOSCRIPT the error is counted, the script is loaded again and the call is not retried"
+	case cControl:
+		return "a second client doing exactly what *EvalSha preloaded* does, measured as a contender of its own: its ratio to *EvalSha preloaded* is what an identical twin shows on this machine in this run (the A/A control)"
 	case cRueidis:
-		return "`rueidis.NewLuaScript(body).Exec(ctx, client, keys, args)`; pipelines: `Lua.ExecMulti` (SCRIPT LOAD, then N EVALSHA in one DoMulti); default client options (auto-pipelining of concurrent calls on one connection)"
+		return "`rueidis.NewLuaScript(body).Exec(ctx, client, keys, args)`; pipelines: `Lua.ExecMulti` (SCRIPT LOAD, then N EVALSHA in one DoMulti); default client options (auto-pipelining of concurrent calls on one connection); in FIPS 140-only mode with `rueidis.WithLoadSHA1(true)`"
+	case cEvalControl:
+		return "a second plain `rdb.Eval` client, the A/A control of the tracing rows"
 	case cEvalOtel:
 		return "`rdb.Eval` with `redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp))` (defaults: db.statement and caller attributes on)"
 	case cEvalOtelNoStmt:
@@ -97,14 +121,20 @@ func (c contender) describe() string {
 type workloadScript struct {
 	size int
 	body string
-	sha  string
 }
 
-// scriptResult is what the script returns for arg.
+// scriptResult is what every script returns for arg.
 func scriptResult(arg int64) int64 { return arg*3 + 1 }
 
-func makeScript(size int) workloadScript {
-	head := fmt.Sprintf("-- scripthook bench script, %d bytes\nlocal n = tonumber(ARGV[1])\nreturn n * 3 + 1\n", size)
+// makeScript returns the script of a size; tag (may be empty) makes bodies
+// of the same size distinct. No SHA1 is computed here: under
+// GODEBUG=fips140=only crypto/sha1 panics, and the preloaded EvalSha takes
+// its SHA1 from SCRIPT LOAD's reply like everything else.
+func makeScript(size int, tag string) workloadScript {
+	if tag != "" {
+		tag = " " + tag
+	}
+	head := fmt.Sprintf("-- scripthook bench script, %d bytes%s\nlocal n = tonumber(ARGV[1])\nreturn n * 3 + 1\n", size, tag)
 	var b strings.Builder
 	b.WriteString(head)
 	const line = "-- padding: the server hashes every byte of an EVAL body; EVALSHA sends 40 hex digits instead.\n"
@@ -122,9 +152,18 @@ func makeScript(size int) workloadScript {
 			b.WriteString(strings.Repeat("\n", rest))
 		}
 	}
-	body := b.String()
-	sum := sha1.Sum([]byte(body))
-	return workloadScript{size: size, body: body, sha: hex.EncodeToString(sum[:])}
+	return workloadScript{size: size, body: b.String()}
+}
+
+// scriptFamily returns n distinct scripts of a size, tagged so that no
+// other family shares a body with it.
+func scriptFamily(size, n int, tag string) []*workloadScript {
+	out := make([]*workloadScript, n)
+	for i := range out {
+		s := makeScript(size, tag+" #"+strconv.Itoa(i))
+		out[i] = &s
+	}
+	return out
 }
 
 // Arguments are drawn from a fixed table so no contender formats numbers or
@@ -158,29 +197,44 @@ type instance interface {
 	prepare(ctx context.Context) error
 	// ping makes sure a connection exists.
 	ping(ctx context.Context) error
-	// single runs the script once with argument table entry i.
-	single(ctx context.Context, i int) (int64, error)
-	// pipeline runs the script len(out) times in one batch with arguments
+	// single runs script k once with argument table entry i.
+	single(ctx context.Context, k, i int) (int64, error)
+	// pipeline runs script 0 len(out) times in one batch with arguments
 	// i0, i0+1, ...; out gets the results, errs the errors.
 	pipeline(ctx context.Context, i0 int, out []int64, errs []error)
-	// bytesWritten is the number of bytes written to the server so far.
-	bytesWritten() int64
+	// wire returns the bytes written to the server so far and the round
+	// trips (turns from writing to reading on a connection).
+	wire() (bytes, trips int64)
 	// hookStats returns scripthook's counters, if the contender has a hook.
 	hookStats() (scripthook.Stats, bool)
 	close()
 }
 
-// countingConn counts the bytes written to a connection. It keeps the
-// socket reachable through SyscallConn, so clients treat it as a plain TCP
-// connection (go-redis health checks use it).
+// wireCounter counts what a contender's connections wrote and how often
+// they turned from writing to reading: one round trip.
+type wireCounter struct{ bytes, trips atomic.Int64 }
+
+// countingConn counts the bytes written to a connection and its round
+// trips. It keeps the socket reachable through SyscallConn, so clients
+// treat it as a plain TCP connection (go-redis health checks use it).
 type countingConn struct {
 	net.Conn
-	n *atomic.Int64
+	w     *wireCounter
+	wrote atomic.Bool // written since the last read
 }
 
 func (c *countingConn) Write(b []byte) (int, error) {
+	c.wrote.Store(true) // before the write: the reply may come at once
 	n, err := c.Conn.Write(b)
-	c.n.Add(int64(n))
+	c.w.bytes.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.wrote.Swap(false) {
+		c.w.trips.Add(1)
+	}
 	return n, err
 }
 
@@ -194,27 +248,38 @@ func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
 // NetConn returns the wrapped connection.
 func (c *countingConn) NetConn() net.Conn { return c.Conn }
 
-func countingDialer(n *atomic.Int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func countingDialer(w *wireCounter) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 5 * time.Minute}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return &countingConn{Conn: c, n: n}, nil
+		return &countingConn{Conn: c, w: w}, nil
 	}
 }
 
-// newInstance builds contender c's client for script s against addr. tp is
-// the SDK TracerProvider of the tracing rows.
-func newInstance(c contender, addr string, s *workloadScript, tp trace.TracerProvider) (instance, error) {
+// instOpts are the row's settings a contender's client depends on.
+type instOpts struct {
+	tp   trace.TracerProvider // the SDK provider of the tracing rows
+	auto bool                 // go-redis contenders go through rdb.AutoPipeline()
+	fips bool                 // the process runs under GODEBUG=fips140=only
+}
+
+// newInstance builds contender c's client for scripts against addr.
+func newInstance(c contender, addr string, scripts []*workloadScript, o instOpts) (instance, error) {
 	if c == cRueidis {
-		return newRueidis(addr, s)
+		return newRueidis(addr, scripts, o.fips)
 	}
-	g := &goredisInst{c: c, s: s, script: redis.NewScript(s.body)}
+	g := &goredisInst{c: c, scripts: scripts, shas: make([]string, len(scripts))}
+	if c == cScriptRun {
+		for _, s := range scripts {
+			g.runners = append(g.runners, redis.NewScript(s.body))
+		}
+	}
 	g.rdb = redis.NewClient(&redis.Options{
 		Addr:   addr,
-		Dialer: countingDialer(&g.bytes),
+		Dialer: countingDialer(&g.w),
 	})
 	switch c {
 	case cScripthook:
@@ -222,14 +287,14 @@ func newInstance(c contender, addr string, s *workloadScript, tp trace.TracerPro
 	case cHookOff:
 		g.hook = scripthook.New(scripthook.WithTracing(false))
 	case cHookTraced:
-		g.hook = scripthook.New(scripthook.WithTracerProvider(tp))
+		g.hook = scripthook.New(scripthook.WithTracerProvider(o.tp))
 	case cEvalOtel:
-		if err := redisotel.InstrumentTracing(g.rdb, redisotel.WithTracerProvider(tp)); err != nil {
+		if err := redisotel.InstrumentTracing(g.rdb, redisotel.WithTracerProvider(o.tp)); err != nil {
 			_ = g.rdb.Close()
 			return nil, err
 		}
 	case cEvalOtelNoStmt:
-		if err := redisotel.InstrumentTracing(g.rdb, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false)); err != nil {
+		if err := redisotel.InstrumentTracing(g.rdb, redisotel.WithTracerProvider(o.tp), redisotel.WithDBStatement(false)); err != nil {
 			_ = g.rdb.Close()
 			return nil, err
 		}
@@ -237,44 +302,82 @@ func newInstance(c contender, addr string, s *workloadScript, tp trace.TracerPro
 	if g.hook != nil {
 		g.rdb.AddHook(g.hook)
 	}
+	g.cmd = g.rdb
+	if o.auto {
+		ap, err := g.rdb.AutoPipeline()
+		if err != nil {
+			_ = g.rdb.Close()
+			return nil, fmt.Errorf("AutoPipeline: %w", err)
+		}
+		g.ap, g.cmd = ap, ap
+	}
 	return g, nil
+}
+
+// scripter is what the go-redis contenders call: the client, or its
+// AutoPipeliner.
+type scripter interface {
+	redis.Scripter
+	Ping(ctx context.Context) *redis.StatusCmd
 }
 
 // goredisInst serves every go-redis based contender.
 type goredisInst struct {
-	c      contender
-	s      *workloadScript
-	rdb    *redis.Client
-	hook   *scripthook.Hook
-	script *redis.Script
-	bytes  atomic.Int64
+	c       contender
+	scripts []*workloadScript
+	shas    []string // from SCRIPT LOAD (preloaded EvalSha)
+	rdb     *redis.Client
+	ap      *redis.AutoPipeliner
+	cmd     scripter
+	hook    *scripthook.Hook
+	runners []*redis.Script
+	w       wireCounter
 	// per-pipeline scratch, reused (only one goroutine runs pipelines).
 	cmds []*redis.Cmd
 }
 
+func (g *goredisInst) isEvalSha() bool { return g.c == cEvalSha || g.c == cControl }
+
 func (g *goredisInst) prepare(ctx context.Context) error {
-	if g.c != cEvalSha {
+	if !g.isEvalSha() {
 		return nil
 	}
-	return g.rdb.ScriptLoad(ctx, g.s.body).Err()
+	if len(g.scripts) == 1 {
+		sha, err := g.cmd.ScriptLoad(ctx, g.scripts[0].body).Result()
+		g.shas[0] = sha
+		return err
+	}
+	cmds, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, s := range g.scripts {
+			p.ScriptLoad(ctx, s.body)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for k, c := range cmds {
+		g.shas[k] = c.(*redis.StringCmd).Val()
+	}
+	return nil
 }
 
-func (g *goredisInst) ping(ctx context.Context) error { return g.rdb.Ping(ctx).Err() }
+func (g *goredisInst) ping(ctx context.Context) error { return g.cmd.Ping(ctx).Err() }
 
-func (g *goredisInst) single(ctx context.Context, i int) (int64, error) {
-	switch g.c {
-	case cScriptRun:
-		return g.script.Run(ctx, g.rdb, benchKeys, argIfaces[i]).Int64()
-	case cEvalSha:
-		v, err := g.rdb.EvalSha(ctx, g.s.sha, benchKeys, argIfaces[i]).Int64()
+func (g *goredisInst) single(ctx context.Context, k, i int) (int64, error) {
+	switch {
+	case g.c == cScriptRun:
+		return g.runners[k].Run(ctx, g.cmd, benchKeys, argIfaces[i]).Int64()
+	case g.isEvalSha():
+		v, err := g.cmd.EvalSha(ctx, g.shas[k], benchKeys, argIfaces[i]).Int64()
 		if err != nil && isNoScript(err) {
 			// What a hand-written caller must do: load it again. The failed
 			// call is counted as a NOSCRIPT error, not retried.
-			_ = g.rdb.ScriptLoad(ctx, g.s.body).Err()
+			_ = g.cmd.ScriptLoad(ctx, g.scripts[k].body).Err()
 		}
 		return v, err
 	default:
-		return g.rdb.Eval(ctx, g.s.body, benchKeys, argIfaces[i]).Int64()
+		return g.cmd.Eval(ctx, g.scripts[k].body, benchKeys, argIfaces[i]).Int64()
 	}
 }
 
@@ -287,13 +390,13 @@ func (g *goredisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []
 	_, _ = g.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for j := range n {
 			a := argIfaces[(i0+j)&(argCount-1)]
-			switch g.c {
-			case cScriptRun:
-				cmds[j] = g.script.Run(ctx, pipe, benchKeys, a)
-			case cEvalSha:
-				cmds[j] = pipe.EvalSha(ctx, g.s.sha, benchKeys, a)
+			switch {
+			case g.c == cScriptRun:
+				cmds[j] = g.runners[0].Run(ctx, pipe, benchKeys, a)
+			case g.isEvalSha():
+				cmds[j] = pipe.EvalSha(ctx, g.shas[0], benchKeys, a)
 			default:
-				cmds[j] = pipe.Eval(ctx, g.s.body, benchKeys, a)
+				cmds[j] = pipe.Eval(ctx, g.scripts[0].body, benchKeys, a)
 			}
 		}
 		return nil
@@ -304,7 +407,7 @@ func (g *goredisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []
 	}
 }
 
-func (g *goredisInst) bytesWritten() int64 { return g.bytes.Load() }
+func (g *goredisInst) wire() (int64, int64) { return g.w.bytes.Load(), g.w.trips.Load() }
 
 func (g *goredisInst) hookStats() (scripthook.Stats, bool) {
 	if g.hook == nil {
@@ -313,20 +416,34 @@ func (g *goredisInst) hookStats() (scripthook.Stats, bool) {
 	return g.hook.Stats(), true
 }
 
-func (g *goredisInst) close() { _ = g.rdb.Close() }
+func (g *goredisInst) close() {
+	if g.ap != nil {
+		_ = g.ap.Close()
+	}
+	_ = g.rdb.Close()
+}
 
 // rueidisInst runs rueidis Lua scripts with default client options (so
 // concurrent calls are auto-pipelined on one connection).
 type rueidisInst struct {
 	c     rueidis.Client
-	lua   *rueidis.Lua
-	bytes atomic.Int64
+	luas  []*rueidis.Lua
+	w     wireCounter
 	execs []rueidis.LuaExec
 }
 
-func newRueidis(addr string, s *workloadScript) (*rueidisInst, error) {
-	r := &rueidisInst{lua: rueidis.NewLuaScript(s.body)}
-	dial := countingDialer(&r.bytes)
+func newRueidis(addr string, scripts []*workloadScript, fips bool) (*rueidisInst, error) {
+	r := &rueidisInst{}
+	for _, s := range scripts {
+		if fips {
+			// NewLuaScript hashes with crypto/sha1 unless told to learn
+			// the SHA1 from SCRIPT LOAD.
+			r.luas = append(r.luas, rueidis.NewLuaScript(s.body, rueidis.WithLoadSHA1(true)))
+		} else {
+			r.luas = append(r.luas, rueidis.NewLuaScript(s.body))
+		}
+	}
+	dial := countingDialer(&r.w)
 	c, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress: []string{addr},
 		DialCtxFn: func(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
@@ -346,8 +463,8 @@ func (r *rueidisInst) ping(ctx context.Context) error {
 	return r.c.Do(ctx, r.c.B().Ping().Build()).Error()
 }
 
-func (r *rueidisInst) single(ctx context.Context, i int) (int64, error) {
-	return r.lua.Exec(ctx, r.c, benchKeys, argSlices[i]).AsInt64()
+func (r *rueidisInst) single(ctx context.Context, k, i int) (int64, error) {
+	return r.luas[k].Exec(ctx, r.c, benchKeys, argSlices[i]).AsInt64()
 }
 
 func (r *rueidisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []error) {
@@ -359,7 +476,7 @@ func (r *rueidisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []
 	for j := range execs {
 		execs[j] = rueidis.LuaExec{Keys: benchKeys, Args: argSlices[(i0+j)&(argCount-1)]}
 	}
-	res := r.lua.ExecMulti(ctx, r.c, execs...)
+	res := r.luas[0].ExecMulti(ctx, r.c, execs...)
 	for j := range out {
 		if j < len(res) {
 			out[j], errs[j] = res[j].AsInt64()
@@ -369,7 +486,7 @@ func (r *rueidisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []
 	}
 }
 
-func (r *rueidisInst) bytesWritten() int64 { return r.bytes.Load() }
+func (r *rueidisInst) wire() (int64, int64) { return r.w.bytes.Load(), r.w.trips.Load() }
 
 func (r *rueidisInst) hookStats() (scripthook.Stats, bool) { return scripthook.Stats{}, false }
 

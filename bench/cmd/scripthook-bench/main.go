@@ -7,7 +7,8 @@
 //	cd bench && go run ./cmd/scripthook-bench
 //
 // It starts its own redis-server on a free loopback port (or uses -addr),
-// runs every workload with all contenders interleaved, and writes
+// runs every workload with all contenders interleaved in a balanced order
+// (seeded: -seed reproduces it) next to an A/A control, and writes
 // BENCHMARKS.md and results.png next to it. -quick is a one-minute smoke run.
 package main
 
@@ -15,6 +16,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"regexp"
@@ -25,6 +27,9 @@ import (
 )
 
 func main() {
+	if isChild() {
+		os.Exit(childMain())
+	}
 	if err := mainErr(); err != nil {
 		fmt.Fprintln(os.Stderr, "scripthook-bench:", err)
 		os.Exit(1)
@@ -34,11 +39,13 @@ func main() {
 func mainErr() error {
 	def := defaultConfig()
 	addr := flag.String("addr", "", "use this redis-server (loopback only) instead of starting one")
-	quick := flag.Bool("quick", false, "smoke run: 2 short rounds per row (about a minute)")
+	quick := flag.Bool("quick", false, "smoke run: 6 short rounds per row (about a minute)")
 	out := flag.String("out", def.out, "where to write the report (empty: do not write)")
 	pngPath := flag.String("png", def.png, "where to write the plot (empty: do not write)")
-	rounds := flag.Int("rounds", 0, "rounds per main and tracing row (default 10, -quick 5)")
-	slice := flag.Duration("slice", 0, "measured slice per contender and round (default 250ms, -quick 100ms)")
+	rounds := flag.Int("rounds", 0, "rounds per warm row (default 12, -quick 6)")
+	slice := flag.Duration("slice", 0, "measured slice per contender and round (default 250ms, -quick 50ms)")
+	seed := flag.Uint64("seed", 0, "seed of the contenders' order in every round (0: a fresh one, printed)")
+	noFIPS := flag.Bool("no-fips", false, "skip the FIPS 140-only row (a child process under GODEBUG=fips140=only)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (investigation)")
 	noTrace := flag.Bool("no-tracing", false, "skip the tracing rows")
 	maxInter := flag.Float64("max-interference", def.maxInterference, "measure a round again when other processes used more than this share of the CPUs (0: never)")
@@ -57,6 +64,11 @@ func mainErr() error {
 		cfg.slice = *slice
 	}
 	cfg.tracing = !*noTrace
+	cfg.fips = !*noFIPS
+	cfg.seed = *seed
+	if cfg.seed == 0 {
+		cfg.seed = rand.Uint64()
+	}
 	cfg.maxInterference = *maxInter
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -66,7 +78,7 @@ func mainErr() error {
 		cfg.only = re
 	}
 	cfg.log = os.Stderr
-	cfg.command = commandLine()
+	cfg.command = commandLine(cfg.seed)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -76,13 +88,14 @@ func mainErr() error {
 	if cfg.addr != "" {
 		srv, err = attachServer(ctx, cfg.addr)
 	} else {
-		srv, err = startServer(ctx)
+		srv, err = startServer()
 	}
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
-	fmt.Fprintf(os.Stderr, "redis %s at %s (pid %d); %d rows\n", srv.Version, srv.Addr, srv.PID, len(buildRows(&cfg)))
+	fmt.Fprintf(os.Stderr, "%s at %s (pid %d, %s); %d rows; seed %d\n", srv.Version, srv.Addr, srv.PID(),
+		evictionNote(srv.Version), len(buildRows(&cfg)), cfg.seed)
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -122,13 +135,14 @@ func mainErr() error {
 	return nil
 }
 
-// commandLine is the command that reproduces this run, as documented.
-func commandLine() string {
+// commandLine is the command that reproduces this run (its seed
+// included), as documented.
+func commandLine(seed uint64) string {
 	args := []string{"cd bench && go run ./cmd/scripthook-bench"}
 	flag.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "out", "png", "addr", "cpuprofile":
-			return // paths and addresses are the runner's own
+		case "out", "png", "addr", "cpuprofile", "seed":
+			return // paths and addresses are the runner's own; the seed comes last
 		}
 		if f.Value.String() == "true" {
 			args = append(args, "-"+f.Name)
@@ -136,5 +150,6 @@ func commandLine() string {
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
+	args = append(args, fmt.Sprintf("-seed=%d", seed))
 	return strings.Join(args, " ")
 }

@@ -5,7 +5,7 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,15 +85,21 @@ type sample struct {
 	noScript int64 // NOSCRIPT errors that reached the caller
 	otherErr int64 // any other error
 	firstErr string
-	elapsed  time.Duration
-	p50, p99 float64 // ns per call (per batch for pipelines)
-	bytes    int64   // written to the server
-	srvNs    int64   // server CPU time, ns; -1 when unknown
-	srvExact bool    // srvNs came from schedstat (ns), not from 10 ms ticks
-	cliCPU   time.Duration
-	mallocs  uint64
-	spans    int64
-	batches  int64
+	elapsed  time.Duration // the time calls/s are computed over
+	wall     time.Duration // the slice's wall-clock time (elapsed leaves a neighbour out)
+	p50, p99 float64       // ns per call (per batch for pipelines)
+	bytes    int64         // written to the server
+	trips    int64         // round trips (turns from writing to reading)
+	srvNs    int64         // server CPU time, ns; -1 when unknown
+	srvExact bool          // srvNs came from schedstat (ns), not from 10 ms ticks
+	// From INFO before and after the slice (cold-start rows), -1 when not
+	// read: the usec of INFO commandstats summed over every command but
+	// INFO, and used_cpu_sys+used_cpu_user, both in µs.
+	cmdUs, infoCPUUs float64
+	cliCPU           time.Duration
+	mallocs          uint64
+	spans            int64
+	batches          int64
 	// foreignNs is CPU time used by other processes of the machine during
 	// the slice (all busy time less this program's and the server's); -1
 	// when unknown.
@@ -114,6 +120,7 @@ func (s *sample) callsPerSec() float64 {
 type worker struct {
 	h                         hist
 	ok, wrong, noScript, errs int64
+	busy                      time.Duration // time inside calls (rows with a neighbour)
 	firstErr                  string
 	out                       []int64
 	errv                      []error
@@ -123,6 +130,7 @@ type worker struct {
 func (w *worker) reset() {
 	w.h.reset()
 	w.ok, w.wrong, w.noScript, w.errs = 0, 0, 0, 0
+	w.busy = 0
 	w.firstErr = ""
 }
 
@@ -147,54 +155,72 @@ func (w *worker) record(v, want int64, err error) {
 
 // probe reads the process-wide counters around a slice.
 type probe struct {
-	serverPID int
+	serverPID func() int
 	spans     func() int64
+	// info, when set, returns the server's INFO cpu and commandstats
+	// figures (µs); it is used on the rows that ask for it.
+	info func() (cmdUs, cpuUs float64, err error)
 }
 
 type reading struct {
-	at       time.Time
-	srv      int64
-	srvExact bool
-	cli      time.Duration
-	mallocs  uint64
-	bytes    int64
-	spans    int64
-	sysBusy  int64 // -1 when unknown
+	at             time.Time
+	srv            int64
+	srvExact       bool
+	cli            time.Duration
+	mallocs        uint64
+	bytes, trips   int64
+	spans          int64
+	sysBusy        int64   // -1 when unknown
+	cmdUs, infoCPU float64 // -1 when not read
 }
 
-func (p *probe) read(inst instance) reading {
+// read takes a reading; withInfo adds the server's INFO figures (before the
+// /proc reading on the way in, after it on the way out, so that the server
+// CPU read from /proc does not include the INFO commands).
+func (p *probe) read(inst instance, withInfo, after bool) reading {
+	r := reading{srv: -1, sysBusy: -1, cmdUs: -1, infoCPU: -1}
+	readInfo := func() {
+		if withInfo && p.info != nil {
+			if c, u, err := p.info(); err == nil {
+				r.cmdUs, r.infoCPU = c, u
+			}
+		}
+	}
+	if after {
+		r.at = time.Now()
+	} else {
+		readInfo()
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	r := reading{mallocs: ms.Mallocs, srv: -1, cli: processCPU(), sysBusy: -1}
+	r.mallocs, r.cli = ms.Mallocs, processCPU()
 	if b, err := readSystemBusy(); err == nil {
 		r.sysBusy = b
 	}
-	if p.serverPID > 0 {
-		if ns, exact, err := readServerCPU(p.serverPID); err == nil {
+	if pid := p.serverPID(); pid > 0 {
+		if ns, exact, err := readServerCPU(pid); err == nil {
 			r.srv, r.srvExact = ns, exact
 		}
 	}
 	if inst != nil {
-		r.bytes = inst.bytesWritten()
+		r.bytes, r.trips = inst.wire()
 	}
 	if p.spans != nil {
 		r.spans = p.spans()
 	}
-	r.at = time.Now()
-	return r
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+	if after {
+		readInfo()
+	} else {
+		r.at = time.Now()
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return r
 }
 
 func (p *probe) finish(s *sample, a, b reading, end time.Time) {
 	s.elapsed = end.Sub(a.at)
+	s.wall = s.elapsed
 	s.bytes = b.bytes - a.bytes
+	s.trips = b.trips - a.trips
 	s.cliCPU = b.cli - a.cli
 	s.mallocs = b.mallocs - a.mallocs
 	s.spans = b.spans - a.spans
@@ -202,6 +228,10 @@ func (p *probe) finish(s *sample, a, b reading, end time.Time) {
 	if a.srv >= 0 && b.srv >= 0 {
 		s.srvNs = b.srv - a.srv
 		s.srvExact = a.srvExact && b.srvExact
+	}
+	s.cmdUs, s.infoCPUUs = -1, -1
+	if a.cmdUs >= 0 && b.cmdUs >= 0 {
+		s.cmdUs, s.infoCPUUs = b.cmdUs-a.cmdUs, b.infoCPU-a.infoCPU
 	}
 	s.foreignNs = -1
 	if a.sysBusy >= 0 && b.sysBusy >= 0 && s.srvNs >= 0 {
@@ -226,41 +256,78 @@ func collect(s *sample, ws []*worker) {
 	s.p99 = h.quantile(0.99)
 }
 
-// runSingle runs single calls from len(ws) goroutines, each until the
-// deadline (limit < 0) or for limit calls. prepare, if not nil, runs first,
-// inside the measured time.
-func runSingle(ctx context.Context, p *probe, inst instance, ws []*worker, dur time.Duration, limit int, prepare func() error) sample {
+// singleRun says how a slice of single calls runs.
+type singleRun struct {
+	dur   time.Duration // run until the deadline (limit < 0)
+	limit int           // or for limit calls per goroutine
+	// minCalls, with limit < 0, keeps going past the deadline until the
+	// goroutines made this many calls in all (warm-ups of rows that must
+	// go round their scripts a few times).
+	minCalls int64
+	scripts  int // the instance's scripts, called round robin (0 or 1: script 0)
+	// next is the round-robin position, kept across the slices of a row
+	// (nil: start at script 0).
+	next *atomic.Int64
+	// prepare, if not nil, runs first, inside the measured time.
+	prepare func() error
+	// between, if not nil, runs after every call, outside the call's
+	// time: the slice's elapsed time is then the time spent in calls (one
+	// goroutine only).
+	between func() error
+	info    bool // read the server's INFO figures around the slice
+}
+
+// runSingle runs single calls from len(ws) goroutines as sr says.
+func runSingle(ctx context.Context, p *probe, inst instance, ws []*worker, sr singleRun) sample {
 	for _, w := range ws {
 		w.reset()
 	}
 	runtime.GC()
 	var s sample
-	a := p.read(inst)
-	if prepare != nil {
-		if err := prepare(); err != nil {
+	a := p.read(inst, sr.info, false)
+	if sr.prepare != nil {
+		if err := sr.prepare(); err != nil {
 			s.otherErr++
 			s.firstErr = err.Error()
 		}
 	}
-	deadline := a.at.Add(dur)
+	deadline := a.at.Add(sr.dur)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var end time.Time
+	var made atomic.Int64 // calls made
+	next := sr.next
+	if next == nil {
+		next = new(atomic.Int64)
+	}
 	for wi, w := range ws {
 		wg.Add(1)
 		go func(wi int, w *worker) {
 			defer wg.Done()
 			idx := (wi * 131) & (argCount - 1)
 			t0 := time.Now()
-			for n := 0; limit < 0 || n < limit; n++ {
-				if limit < 0 && !t0.Before(deadline) {
+			for n := 0; sr.limit < 0 || n < sr.limit; n++ {
+				if sr.limit < 0 && !t0.Before(deadline) && made.Load() >= sr.minCalls {
 					break
 				}
-				v, err := inst.single(ctx, idx)
+				k := 0
+				if sr.scripts > 1 {
+					k = int((next.Add(1) - 1) % int64(sr.scripts))
+				}
+				v, err := inst.single(ctx, k, idx)
 				t1 := time.Now()
 				w.h.add(t1.Sub(t0))
+				w.busy += t1.Sub(t0)
 				w.record(v, argWant[idx], err)
+				made.Add(1)
 				idx = (idx + 1) & (argCount - 1)
+				if sr.between != nil {
+					if err := sr.between(); err != nil && w.firstErr == "" {
+						w.errs++
+						w.firstErr = "neighbour: " + err.Error()
+					}
+					t1 = time.Now()
+				}
 				t0 = t1
 			}
 			mu.Lock()
@@ -271,8 +338,11 @@ func runSingle(ctx context.Context, p *probe, inst instance, ws []*worker, dur t
 		}(wi, w)
 	}
 	wg.Wait()
-	b := p.read(inst)
+	b := p.read(inst, sr.info, true)
 	p.finish(&s, a, b, end)
+	if sr.between != nil && len(ws) == 1 {
+		s.elapsed = ws[0].busy
+	}
 	collect(&s, ws)
 	return s
 }
@@ -288,7 +358,7 @@ func runPipeline(ctx context.Context, p *probe, inst instance, w *worker, dur ti
 	out, errv := w.out[:batch], w.errv[:batch]
 	runtime.GC()
 	var s sample
-	a := p.read(inst)
+	a := p.read(inst, false, false)
 	deadline := a.at.Add(dur)
 	idx := 0
 	t0 := time.Now()
@@ -304,7 +374,7 @@ func runPipeline(ctx context.Context, p *probe, inst instance, w *worker, dur ti
 		s.batches++
 		t0 = t1
 	}
-	b := p.read(inst)
+	b := p.read(inst, false, true)
 	p.finish(&s, a, b, t0)
 	collect(&s, []*worker{w})
 	return s

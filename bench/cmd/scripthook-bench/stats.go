@@ -6,19 +6,35 @@ import (
 	"sort"
 )
 
-// stat is a median with the range it was taken from.
+// stat is a median with the range and the quartiles it was taken from.
 type stat struct {
 	med, lo, hi float64
+	q1, q3      float64 // 25th and 75th percentiles (linear interpolation)
 	n           int
 }
 
 func summarize(v []float64) stat {
 	if len(v) == 0 {
-		return stat{med: math.NaN(), lo: math.NaN(), hi: math.NaN()}
+		nan := math.NaN()
+		return stat{med: nan, lo: nan, hi: nan, q1: nan, q3: nan}
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	return stat{med: median(s), lo: s[0], hi: s[len(s)-1], n: len(s)}
+	return stat{med: quantile(s, 0.5), lo: s[0], hi: s[len(s)-1], q1: quantile(s, 0.25), q3: quantile(s, 0.75), n: len(s)}
+}
+
+// quantile of sorted values, interpolating linearly between order
+// statistics (the usual "type 7" definition).
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return math.NaN()
+	}
+	h := q * float64(len(sorted)-1)
+	i := int(math.Floor(h))
+	if i+1 >= len(sorted) {
+		return sorted[len(sorted)-1]
+	}
+	return sorted[i] + (h-float64(i))*(sorted[i+1]-sorted[i])
 }
 
 func median(v []float64) float64 {
@@ -27,11 +43,7 @@ func median(v []float64) float64 {
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	m := len(s) / 2
-	if len(s)%2 == 1 {
-		return s[m]
-	}
-	return (s[m-1] + s[m]) / 2
+	return quantile(s, 0.5)
 }
 
 func mapSamples(ss []sample, f func(*sample) float64) []float64 {
@@ -45,43 +57,38 @@ func mapSamples(ss []sample, f func(*sample) float64) []float64 {
 	return out
 }
 
-// signTestP is the one-sided sign-test p-value of seeing k or more of n
-// rounds below 1 when the two contenders are really equal.
-func signTestP(k, n int) float64 {
-	p := 0.0
-	for i := k; i <= n; i++ {
-		p += binom(n, i)
-	}
-	return p / math.Pow(2, float64(n))
-}
-
-func binom(n, k int) float64 {
-	r := 1.0
-	for i := 1; i <= k; i++ {
-		r = r * float64(n-k+i) / float64(i)
-	}
-	return r
-}
-
 // agg is one contender's line of a row.
 type agg struct {
-	c                                     contender
-	cps                                   stat
-	vsEval, vsLimit                       stat
-	slowerRounds                          int     // rounds slower than Eval
-	signP                                 float64 // sign test of slowerRounds
-	belowLimitRounds                      int     // rounds slower than the preloaded EvalSha
-	limitSignP                            float64 // sign test of belowLimitRounds
-	dCliLimit, dAllocsLimit               stat    // per-round client CPU µs and allocs per call minus the limit's
-	p50, p99                              float64 // ns
-	bytes, srvUs, cliUs, allocs, spans    float64 // per call
-	srvKnown, srvExact                    bool
-	calls, wrong, noScript, otherErr, all int64
-	firstErr                              string
+	c                       contender
+	cps                     stat
+	vsEval, vsLimit         stat
+	dCliLimit, dAllocsLimit stat    // per-round client CPU µs and allocs per call minus the limit's
+	p50, p99                float64 // ns
+	bytes, trips            float64 // per call
+	srvUs, cliUs            float64 // per call
+	allocs, spans           float64 // per call
+	cmdUs, infoCPUUs        float64 // per call, from INFO (NaN when not read)
+	srvKnown, srvExact      bool
+	calls, wrong, noScript  int64
+	otherErr, all           int64
+	firstErr                string
 	// Tracing rows: per-call cost against the untraced base.
 	base                 contender
 	hasBase              bool
 	dWall, dCPU, dAllocs stat
+}
+
+// pooledPerCall is a count summed over all rounds per call of all rounds.
+func pooledPerCall(ss []sample, f func(*sample) int64) float64 {
+	var n, calls int64
+	for i := range ss {
+		n += f(&ss[i])
+		calls += ss[i].total()
+	}
+	if calls == 0 {
+		return math.NaN()
+	}
+	return float64(n) / float64(calls)
 }
 
 func perCall(f func(*sample) float64) func(*sample) float64 {
@@ -97,7 +104,7 @@ func perCall(f func(*sample) float64) func(*sample) float64 {
 // traceBase is the untraced contender a traced one is compared to.
 func traceBase(c contender) (contender, bool) {
 	switch c {
-	case cEvalOtel, cEvalOtelNoStmt, cHookOff:
+	case cEvalOtel, cEvalOtelNoStmt, cHookOff, cEvalControl:
 		return cEval, true
 	case cHookTraced:
 		return cHookOff, true
@@ -116,10 +123,14 @@ func aggregate(r *row) []agg {
 		a.cps = summarize(mapSamples(ss, (*sample).callsPerSec))
 		a.p50 = median(mapSamples(ss, func(s *sample) float64 { return s.p50 }))
 		a.p99 = median(mapSamples(ss, func(s *sample) float64 { return s.p99 }))
-		a.bytes = median(mapSamples(ss, perCall(func(s *sample) float64 { return float64(s.bytes) })))
+		// Bytes and round trips are exact counts: pooled over the rounds.
+		a.bytes = pooledPerCall(ss, func(s *sample) int64 { return s.bytes })
+		a.trips = pooledPerCall(ss, func(s *sample) int64 { return s.trips })
 		a.cliUs = median(mapSamples(ss, perCall(func(s *sample) float64 { return float64(s.cliCPU.Nanoseconds()) / 1e3 })))
 		a.allocs = median(mapSamples(ss, perCall(func(s *sample) float64 { return float64(s.mallocs) })))
 		a.spans = median(mapSamples(ss, perCall(func(s *sample) float64 { return float64(s.spans) })))
+		a.cmdUs = median(mapSamples(ss, perCall(func(s *sample) float64 { return nanIfNeg(s.cmdUs) })))
+		a.infoCPUUs = median(mapSamples(ss, perCall(func(s *sample) float64 { return nanIfNeg(s.infoCPUUs) })))
 		// Server CPU: per-round medians when it was read with ns
 		// precision; pooled over the rounds (all CPU / all calls) when only
 		// 10 ms ticks were available, which are too coarse for short slices.
@@ -153,58 +164,56 @@ func aggregate(r *row) []agg {
 				a.firstErr = ss[i].firstErr
 			}
 		}
-		a.vsEval = ratioStat(ss, r.samples[cEval])
-		if _, ok := r.samples[cEvalSha]; ok {
-			a.vsLimit = ratioStat(ss, r.samples[cEvalSha])
-		}
 		if ev, ok := r.samples[cEval]; ok {
-			n := min(len(ss), len(ev))
-			for i := 0; i < n; i++ {
-				if ss[i].callsPerSec() < ev[i].callsPerSec() {
-					a.slowerRounds++
-				}
-			}
-			a.signP = signTestP(a.slowerRounds, n)
+			a.vsEval = ratioStat(ss, ev)
 		}
-		if lim, ok := r.samples[cEvalSha]; ok && c != cEvalSha {
-			n := min(len(ss), len(lim))
-			for i := 0; i < n; i++ {
-				if ss[i].callsPerSec() < lim[i].callsPerSec() {
-					a.belowLimitRounds++
+		if lim, ok := r.samples[cEvalSha]; ok {
+			a.vsLimit = ratioStat(ss, lim)
+			if c != cEvalSha {
+				var dc, da []float64
+				for i := 0; i < min(len(ss), len(lim)); i++ {
+					x, y := &ss[i], &lim[i]
+					if x.total() == 0 || y.total() == 0 {
+						continue
+					}
+					dc = append(dc, float64(x.cliCPU.Nanoseconds())/1e3/float64(x.total())-float64(y.cliCPU.Nanoseconds())/1e3/float64(y.total()))
+					da = append(da, float64(x.mallocs)/float64(x.total())-float64(y.mallocs)/float64(y.total()))
 				}
+				a.dCliLimit, a.dAllocsLimit = summarize(dc), summarize(da)
 			}
-			a.limitSignP = signTestP(a.belowLimitRounds, n)
-			var dc, da []float64
-			for i := 0; i < n; i++ {
-				x, y := &ss[i], &lim[i]
-				if x.total() == 0 || y.total() == 0 {
-					continue
-				}
-				dc = append(dc, float64(x.cliCPU.Nanoseconds())/1e3/float64(x.total())-float64(y.cliCPU.Nanoseconds())/1e3/float64(y.total()))
-				da = append(da, float64(x.mallocs)/float64(x.total())-float64(y.mallocs)/float64(y.total()))
-			}
-			a.dCliLimit, a.dAllocsLimit = summarize(dc), summarize(da)
 		}
 		if b, ok := traceBase(c); ok {
 			if bs, ok := r.samples[b]; ok {
 				a.base, a.hasBase = b, true
-				n := min(len(ss), len(bs))
-				var dw, dc, da []float64
-				for i := 0; i < n; i++ {
-					x, y := &ss[i], &bs[i]
-					if x.calls == 0 || y.calls == 0 || x.total() == 0 || y.total() == 0 {
-						continue
-					}
-					dw = append(dw, 1e6/x.callsPerSec()-1e6/y.callsPerSec())
-					dc = append(dc, float64(x.cliCPU.Nanoseconds())/1e3/float64(x.total())-float64(y.cliCPU.Nanoseconds())/1e3/float64(y.total()))
-					da = append(da, float64(x.mallocs)/float64(x.total())-float64(y.mallocs)/float64(y.total()))
-				}
-				a.dWall, a.dCPU, a.dAllocs = summarize(dw), summarize(dc), summarize(da)
+				a.dWall, a.dCPU, a.dAllocs = deltaStats(ss, bs)
 			}
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// deltaStats are the per-round differences of wall time, client CPU and
+// allocations per call of ss against base.
+func deltaStats(ss, base []sample) (wall, cpu, allocs stat) {
+	var dw, dc, da []float64
+	for i := 0; i < min(len(ss), len(base)); i++ {
+		x, y := &ss[i], &base[i]
+		if x.calls == 0 || y.calls == 0 || x.total() == 0 || y.total() == 0 {
+			continue
+		}
+		dw = append(dw, 1e6/x.callsPerSec()-1e6/y.callsPerSec())
+		dc = append(dc, float64(x.cliCPU.Nanoseconds())/1e3/float64(x.total())-float64(y.cliCPU.Nanoseconds())/1e3/float64(y.total()))
+		da = append(da, float64(x.mallocs)/float64(x.total())-float64(y.mallocs)/float64(y.total()))
+	}
+	return summarize(dw), summarize(dc), summarize(da)
+}
+
+func nanIfNeg(v float64) float64 {
+	if v < 0 {
+		return math.NaN()
+	}
+	return v
 }
 
 func ratioStat(ss, base []sample) stat {
@@ -219,10 +228,57 @@ func ratioStat(ss, base []sample) stat {
 	return summarize(v)
 }
 
-// slowerThanEvalBeyondNoise: slower than Eval in significantly many rounds
-// (one-sided sign test, p < 0.05) and by more than 2 % at the median.
-func (a *agg) slowerThanEvalBeyondNoise() bool {
-	return a.signP < 0.05 && a.vsEval.med < 0.98
+// aaSpread is what an identical twin shows in a row: the per-round ratio
+// of the A/A control's calls/s to its twin's (control / EvalSha preloaded,
+// or control / Eval on the tracing rows). raw are those ratios; band are
+// the ratios together with their inverses: the twins are exchangeable
+// (either could have been called the control), so the noise band is
+// symmetric around 1 (band.q1 = 1/band.q3) even when, by chance, the
+// control came out ahead of or behind its twin in most rounds.
+type aaSpread struct{ raw, band stat }
+
+func aaBand(r *row) (aaSpread, bool) {
+	for _, c := range r.contenders {
+		if !c.isControl() {
+			continue
+		}
+		twin, ok := r.samples[controlOf(c)]
+		if !ok {
+			return aaSpread{}, false
+		}
+		ss := r.samples[c]
+		var v []float64
+		for i := 0; i < min(len(ss), len(twin)); i++ {
+			if a, b := ss[i].callsPerSec(), twin[i].callsPerSec(); a > 0 && b > 0 {
+				v = append(v, math.Log(a/b), math.Log(b/a))
+			}
+		}
+		// Quantiles of the logarithms, so that the band is exactly
+		// symmetric: q1 = 1/q3.
+		band := summarize(v)
+		for _, f := range []*float64{&band.med, &band.lo, &band.hi, &band.q1, &band.q3} {
+			*f = math.Exp(*f)
+		}
+		band.n /= 2
+		sp := aaSpread{raw: ratioStat(ss, twin), band: band}
+		return sp, sp.raw.n > 0
+	}
+	return aaSpread{}, false
+}
+
+// aaPosition says where a median ratio m lies against the A/A control's
+// per-round IQR scaled to the ratio it is compared with (target 1 for a
+// plain comparison): "below", "within" or "above".
+func aaPosition(m, target float64, aa aaSpread) string {
+	switch {
+	case math.IsNaN(m) || aa.band.n == 0:
+		return "–"
+	case m < target*aa.band.q1:
+		return "below"
+	case m > target*aa.band.q3:
+		return "above"
+	}
+	return "within"
 }
 
 func fmtRate(v float64) string {
@@ -278,6 +334,15 @@ func fmtSigned(v float64) string {
 		s = "+" + s
 	}
 	return s
+}
+
+// fmtBand is an A/A spread: the control's own median and range, and the
+// noise band.
+func fmtBand(aa aaSpread) string {
+	if aa.raw.n == 0 || math.IsNaN(aa.raw.med) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f (rounds %.2f–%.2f), noise band %.2f–%.2f (%d rounds)", aa.raw.med, aa.raw.lo, aa.raw.hi, aa.band.q1, aa.band.q3, aa.raw.n)
 }
 
 func fmtRatio(s stat) string {

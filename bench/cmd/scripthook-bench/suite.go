@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/fips140"
 	"fmt"
 	"io"
 	"regexp"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
+	"github.com/scripthook/scripthook/internal/redistest"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
@@ -22,9 +26,10 @@ type config struct {
 	out     string // BENCHMARKS.md path ("" = do not write)
 	png     string // plot path ("" = do not write)
 	command string // the command line, for the report
+	seed    uint64 // of the contenders' order in every round
 
 	sizes       []int
-	rounds      int           // rounds of the main and tracing rows
+	rounds      int           // rounds of the warm rows
 	slice       time.Duration // one contender's measured slice
 	warm        time.Duration // untimed warm-up slice per contender and row
 	goroutines  int           // the concurrent single-call rows
@@ -36,7 +41,21 @@ type config struct {
 	flushRounds int
 	flushSlice  time.Duration
 	flushEvery  time.Duration
-	tracing     bool
+	// Eviction rows: round robin over evictScripts distinct scripts of
+	// evictSize bytes; hotScripts hot ones with neighbourEvals one-off EVALs
+	// of another client between two calls.
+	evictScripts   int
+	evictSize      int
+	hotScripts     int
+	neighbourEvals int
+	// neighbourCacheLimit: a server that does not evict keeps every one-off
+	// script; past this many cached scripts the cache is flushed between
+	// rounds (and the contenders warmed again) so that memory stays bounded.
+	neighbourCacheLimit int
+	fips                bool  // the FIPS 140-only row (a child process)
+	autoSize            int   // script size of the AutoPipeline rows
+	autoGoroutines      []int // goroutines of the AutoPipeline rows (none: skipped)
+	tracing             bool
 	// maxInterference: a round during which other processes used more than
 	// this share of the CPUs is measured again (0 turns that off).
 	maxInterference float64
@@ -47,24 +66,32 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		out:             "BENCHMARKS.md",
-		png:             "results.png",
-		sizes:           []int{200, 4 << 10, 32 << 10},
-		rounds:          10,
-		slice:           250 * time.Millisecond,
-		warm:            200 * time.Millisecond,
-		goroutines:      16,
-		batch:           1000,
-		coldRounds:      60,
-		coldWorkers:     16,
-		coldCalls:       8,
-		flushSize:       4 << 10,
-		flushRounds:     6,
-		flushSlice:      time.Second,
-		flushEvery:      time.Second,
-		tracing:         true,
-		log:             io.Discard,
-		maxInterference: 0.25,
+		out:                 "BENCHMARKS.md",
+		png:                 "results.png",
+		sizes:               []int{200, 4 << 10, 32 << 10},
+		rounds:              12,
+		slice:               250 * time.Millisecond,
+		warm:                200 * time.Millisecond,
+		goroutines:          16,
+		batch:               1000,
+		coldRounds:          60,
+		coldWorkers:         16,
+		coldCalls:           8,
+		flushSize:           4 << 10,
+		flushRounds:         6,
+		flushSlice:          time.Second,
+		flushEvery:          time.Second,
+		evictScripts:        1000,
+		evictSize:           1 << 10,
+		hotScripts:          10,
+		neighbourEvals:      60,
+		neighbourCacheLimit: 100000,
+		fips:                true,
+		autoSize:            4 << 10,
+		autoGoroutines:      []int{16, 64},
+		tracing:             true,
+		log:                 io.Discard,
+		maxInterference:     0.25,
 	}
 }
 
@@ -72,12 +99,13 @@ func defaultConfig() config {
 func quickConfig() config {
 	c := defaultConfig()
 	c.quick = true
-	c.rounds = 5
-	c.slice = 100 * time.Millisecond
-	c.warm = 50 * time.Millisecond
-	c.coldRounds = 10
+	c.rounds = 6
+	c.slice = 50 * time.Millisecond
+	c.warm = 40 * time.Millisecond
+	c.coldRounds = 12
 	c.flushRounds = 2
-	c.flushSlice = time.Second
+	c.flushSlice = 500 * time.Millisecond
+	c.flushEvery = 500 * time.Millisecond
 	return c
 }
 
@@ -97,6 +125,9 @@ const (
 	groupMain group = iota
 	groupCold
 	groupFlush
+	groupEvict
+	groupFIPS
+	groupAuto
 	groupTrace
 )
 
@@ -113,11 +144,23 @@ type row struct {
 	rounds     int
 	dur        time.Duration
 	contenders []contender
+	// scripts > 0: every contender runs its own family of that many
+	// distinct scripts, round robin (eviction rows).
+	scripts int
+	// neighbour > 0: another client sends that many one-off EVALs between
+	// two calls (one goroutine; the time is the calls' own).
+	neighbour int
+	fips      bool // runs in a child process under GODEBUG=fips140=only
+	auto      bool // go-redis contenders go through rdb.AutoPipeline()
+	info      bool // server CPU from INFO too (cold start)
+	salt      uint64
 
-	samples   map[contender][]sample // one per round
-	redone    int                    // rounds measured again because of other processes' load
-	flushes   int64                  // SCRIPT FLUSH sent during the row
-	hookDelta map[contender]scripthook.Stats
+	samples      map[contender][]sample // one per round
+	orders       [][]int                // the contenders' order (indexes) of each kept round
+	redone       int                    // rounds measured again because of other processes' load
+	flushes      int64                  // SCRIPT FLUSH sent during the row
+	guardFlushes int                    // neighbour rows: cache flushed between rounds
+	hookDelta    map[contender]scripthook.Stats
 }
 
 // interference is the share of the machine's CPU time that other processes
@@ -149,7 +192,7 @@ func interference(ss []sample) (float64, bool) {
 			return 0, false
 		}
 		foreign += ss[i].foreignNs
-		wall += int64(ss[i].elapsed)
+		wall += int64(ss[i].wall)
 	}
 	if wall <= 0 {
 		return 0, false
@@ -159,18 +202,28 @@ func interference(ss []sample) (float64, bool) {
 
 func (r *row) label() string {
 	sz := sizeLabel(r.size)
-	switch r.mode {
-	case modePipeline:
-		return fmt.Sprintf("%s · pipeline ×%d", sz, r.batch)
-	case modeCold:
-		return fmt.Sprintf("%s · cold start, %d goroutines × %d calls", sz, r.goroutines, r.calls)
-	}
-	s := fmt.Sprintf("%s · single, %d goroutine", sz, r.goroutines)
+	gs := fmt.Sprintf("%d goroutine", r.goroutines)
 	if r.goroutines != 1 {
-		s += "s"
+		gs += "s"
 	}
+	switch {
+	case r.mode == modePipeline:
+		return fmt.Sprintf("%s · pipeline ×%d", sz, r.batch)
+	case r.mode == modeCold:
+		return fmt.Sprintf("%s · cold start, %d goroutines × %d calls", sz, r.goroutines, r.calls)
+	case r.neighbour > 0:
+		return fmt.Sprintf("%s · %d hot scripts, %d one-off EVALs between calls, %s", sz, r.scripts, r.neighbour, gs)
+	case r.scripts > 1:
+		return fmt.Sprintf("%s · %d scripts round robin, %s", sz, r.scripts, gs)
+	case r.auto:
+		return fmt.Sprintf("%s · AutoPipeline, %s", sz, gs)
+	}
+	s := fmt.Sprintf("%s · single, %s", sz, gs)
 	if r.flush {
 		s += ", SCRIPT FLUSH every " + r.flushEvery.String()
+	}
+	if r.fips {
+		s += " · GODEBUG=fips140=only"
 	}
 	return s
 }
@@ -193,30 +246,51 @@ func sizeLabel(n int) string {
 // buildRows lists the workloads of a run, in the order they run.
 func buildRows(cfg *config) []*row {
 	var rows []*row
+	warm := func(g group, size int, mode rowMode, gs int, cs []contender) *row {
+		r := &row{group: g, size: size, mode: mode, goroutines: gs, batch: cfg.batch,
+			rounds: cfg.rounds, dur: cfg.slice, contenders: cs}
+		rows = append(rows, r)
+		return r
+	}
+	shapes := []struct {
+		mode rowMode
+		g    int
+	}{{modeSingle, 1}, {modeSingle, cfg.goroutines}, {modePipeline, 1}}
 	for _, sz := range cfg.sizes {
-		for _, m := range []struct {
-			mode rowMode
-			g    int
-		}{{modeSingle, 1}, {modeSingle, cfg.goroutines}, {modePipeline, 1}} {
-			rows = append(rows, &row{group: groupMain, size: sz, mode: m.mode, goroutines: m.g, batch: cfg.batch,
-				rounds: cfg.rounds, dur: cfg.slice, contenders: mainContenders})
+		for _, m := range shapes {
+			warm(groupMain, sz, m.mode, m.g, mainContenders)
 		}
 	}
 	for _, sz := range cfg.sizes {
 		rows = append(rows, &row{group: groupCold, size: sz, mode: modeCold, goroutines: cfg.coldWorkers,
-			calls: cfg.coldCalls, rounds: cfg.coldRounds, contenders: mainContenders})
+			calls: cfg.coldCalls, rounds: cfg.coldRounds, contenders: mainContenders, info: true})
 	}
 	rows = append(rows, &row{group: groupFlush, size: cfg.flushSize, mode: modeSingle, goroutines: cfg.goroutines,
 		flush: true, flushEvery: cfg.flushEvery, rounds: cfg.flushRounds, dur: cfg.flushSlice, contenders: mainContenders})
+	if cfg.evictScripts > 1 {
+		r := warm(groupEvict, cfg.evictSize, modeSingle, cfg.goroutines, mainContenders)
+		r.scripts = cfg.evictScripts
+		r.dur = 2 * cfg.slice // longer slices go round more of the scripts
+	}
+	if cfg.hotScripts > 0 && cfg.neighbourEvals > 0 {
+		r := warm(groupEvict, cfg.evictSize, modeSingle, 1, mainContenders)
+		r.scripts, r.neighbour = cfg.hotScripts, cfg.neighbourEvals
+		// Most of a slice is the neighbour's: twice as long, for calls.
+		r.dur = 2 * cfg.slice
+	}
+	if cfg.fips {
+		warm(groupFIPS, cfg.flushSize, modeSingle, cfg.goroutines, fipsContenders).fips = true
+	}
+	for _, g := range cfg.autoGoroutines {
+		warm(groupAuto, cfg.autoSize, modeSingle, g, mainContenders).auto = true
+	}
 	if cfg.tracing {
-		sz := cfg.sizes[0]
-		for _, m := range []struct {
-			mode rowMode
-			g    int
-		}{{modeSingle, 1}, {modeSingle, cfg.goroutines}, {modePipeline, 1}} {
-			rows = append(rows, &row{group: groupTrace, size: sz, mode: m.mode, goroutines: m.g, batch: cfg.batch,
-				rounds: cfg.rounds, dur: cfg.slice, contenders: traceContenders})
+		for _, m := range shapes {
+			warm(groupTrace, cfg.sizes[0], m.mode, m.g, traceContenders)
 		}
+	}
+	for i, r := range rows {
+		r.salt = uint64(i)
 	}
 	return rows
 }
@@ -244,31 +318,49 @@ type suite struct {
 	elapsed time.Duration
 	load    [2]string // /proc/loadavg before and after
 	env     environment
+	inChild bool // this process is the FIPS child: run fips rows here
 }
 
 func (s *suite) logf(format string, args ...any) {
 	fmt.Fprintf(s.cfg.log, format+"\n", args...)
 }
 
-// runSuite runs every row against srv.
-func runSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
+// newSuite connects to srv; close releases what it made.
+func newSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
 	s := &suite{cfg: cfg, srv: srv, spans: &spanCounter{}, scripts: map[int]*workloadScript{}}
 	s.tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(s.spans))
-	defer func() { _ = s.tp.Shutdown(context.Background()) }()
-	s.probe = &probe{serverPID: srv.PID, spans: s.spans.n.Load}
 	s.admin = redis.NewClient(&redis.Options{Addr: srv.Addr})
-	defer s.admin.Close()
+	s.probe = &probe{serverPID: srv.PID, spans: s.spans.n.Load, info: s.serverInfo}
 	if err := s.admin.Ping(ctx).Err(); err != nil {
+		s.close()
 		return nil, fmt.Errorf("server %s: %w", srv.Addr, err)
 	}
-	sizes := append([]int{}, cfg.sizes...)
-	sizes = append(sizes, cfg.flushSize)
-	for _, sz := range sizes {
-		if _, ok := s.scripts[sz]; !ok {
-			sc := makeScript(sz)
-			s.scripts[sz] = &sc
-		}
+	return s, nil
+}
+
+func (s *suite) close() {
+	_ = s.admin.Close()
+	_ = s.tp.Shutdown(context.Background())
+}
+
+// script returns the shared script of a size.
+func (s *suite) script(size int) *workloadScript {
+	sc, ok := s.scripts[size]
+	if !ok {
+		m := makeScript(size, "")
+		sc = &m
+		s.scripts[size] = sc
 	}
+	return sc
+}
+
+// runSuite runs every row against srv.
+func runSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
+	s, err := newSuite(ctx, cfg, srv)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
 	// Versions are taken before the run: the library's work tree may change
 	// while it runs, and this binary was built from what it was at the start.
 	s.env = collectEnv(srv)
@@ -276,7 +368,7 @@ func runSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
 	if cfg.only != nil {
 		var keep []*row
 		for _, r := range s.rows {
-			if cfg.only.MatchString(r.label()) {
+			if cfg.only.MatchString(r.fullLabel()) {
 				keep = append(keep, r)
 			}
 		}
@@ -290,24 +382,28 @@ func runSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
 		}
 		t := time.Now()
 		if err := s.runRow(ctx, r); err != nil {
-			return nil, fmt.Errorf("row %q: %w", r.label(), err)
+			return nil, fmt.Errorf("row %q: %w", r.fullLabel(), err)
 		}
 		other := ""
 		if f, ok := r.interference(); ok {
 			other = fmt.Sprintf(" other=%2.0f%%", 100*f)
 		}
-		s.logf("[%2d/%d] %-60s %6.1fs%s  %s", i+1, len(s.rows), r.fullLabel(), time.Since(t).Seconds(), other, quickLine(r))
+		s.logf("[%2d/%d] %-70s %6.1fs%s  %s", i+1, len(s.rows), r.fullLabel(), time.Since(t).Seconds(), other, quickLine(r))
 	}
 	s.elapsed = time.Since(s.started)
 	s.load[1] = loadAvg()
 	return s, nil
 }
 
-// quickLine is a one-line progress summary of a row: median calls/s.
+// quickLine is a one-line progress summary of a row: median calls/s and
+// the A/A control's spread.
 func quickLine(r *row) string {
 	out := ""
 	for _, c := range r.contenders {
 		out += fmt.Sprintf("%s=%s ", shortName(c), fmtRate(median(mapSamples(r.samples[c], (*sample).callsPerSec))))
+	}
+	if aa, ok := aaBand(r); ok {
+		out += fmt.Sprintf(" A/A %.2f, band %.2f–%.2f", aa.raw.med, aa.band.q1, aa.band.q3)
 	}
 	return out
 }
@@ -322,8 +418,12 @@ func shortName(c contender) string {
 		return "run"
 	case cEvalSha:
 		return "sha"
+	case cControl:
+		return "sha-aa"
 	case cRueidis:
 		return "rueidis"
+	case cEvalControl:
+		return "eval-aa"
 	case cEvalOtel:
 		return "otel"
 	case cEvalOtelNoStmt:
@@ -336,17 +436,55 @@ func shortName(c contender) string {
 	return "?"
 }
 
+// rowScripts are the scripts contender c runs on row r: the shared script
+// of the row's size, or (eviction rows) a family of its own, so that no
+// contender's SCRIPT LOAD protects another's scripts from eviction.
+func (s *suite) rowScripts(r *row, c contender) []*workloadScript {
+	if r.scripts > 0 {
+		return scriptFamily(r.size, r.scripts, fmt.Sprintf("row %d %s", r.salt, shortName(c)))
+	}
+	return []*workloadScript{s.script(r.size)}
+}
+
+// warmRun is the untimed warm-up of a contender on a row.
+func (s *suite) warmRun(r *row) singleRun {
+	sr := singleRun{dur: s.cfg.warm, limit: -1, scripts: r.scripts}
+	if r.scripts > 1 {
+		// Three times round the family: first sight, then eviction and
+		// repair (where the server evicts), then the steady state.
+		sr.minCalls = int64(3 * r.scripts)
+	}
+	return sr
+}
+
 func (s *suite) runRow(ctx context.Context, r *row) error {
-	sc := s.scripts[r.size]
+	if r.fips && !s.inChild {
+		return s.runChildRow(ctx, r)
+	}
 	r.samples = make(map[contender][]sample, len(r.contenders))
 	r.hookDelta = map[contender]scripthook.Stats{}
-	nw := r.goroutines
-	if nw < 1 {
-		nw = 1
-	}
+	nw := max(r.goroutines, 1)
 	workers := make([]*worker, nw)
 	for i := range workers {
 		workers[i] = &worker{}
+	}
+	opts := instOpts{tp: s.tp, auto: r.auto, fips: fips140.Enforced()}
+
+	var between func() error
+	if r.neighbour > 0 {
+		nb := redis.NewClient(&redis.Options{Addr: s.srv.Addr})
+		defer nb.Close()
+		between = func() error { return neighbourEvals(ctx, nb, r.neighbour) }
+	}
+
+	// The round-robin position of every contender over its scripts, kept
+	// from the warm-up through all slices.
+	positions := map[contender]*atomic.Int64{}
+	rr := func(c contender) *atomic.Int64 {
+		if positions[c] == nil {
+			positions[c] = new(atomic.Int64)
+		}
+		return positions[c]
 	}
 
 	// Warm rows: one client per contender for the whole row, set up and
@@ -357,34 +495,40 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 			in.close()
 		}
 	}()
-	hookBefore := map[contender]scripthook.Stats{}
+	warmUp := func(c contender, in instance) error {
+		if err := in.prepare(ctx); err != nil {
+			return fmt.Errorf("%s: prepare: %w", c, err)
+		}
+		var w sample
+		if r.mode == modePipeline {
+			w = runPipeline(ctx, s.probe, in, workers[0], s.cfg.warm, r.batch)
+		} else {
+			sr := s.warmRun(r)
+			sr.between, sr.next = between, rr(c)
+			w = runSingle(ctx, s.probe, in, workers, sr)
+		}
+		if w.total() == 0 || w.otherErr > 0 || w.wrong > 0 {
+			return fmt.Errorf("%s: warm-up failed: %d calls, %d errors, %d wrong: %s", c, w.total(), w.otherErr, w.wrong, w.firstErr)
+		}
+		return nil
+	}
 	if r.mode != modeCold {
-		if err := s.admin.ScriptLoad(ctx, sc.body).Err(); err != nil {
-			return err
+		if r.scripts == 0 {
+			if err := s.admin.ScriptLoad(ctx, s.script(r.size).body).Err(); err != nil {
+				return err
+			}
 		}
 		for _, c := range r.contenders {
-			in, err := newInstance(c, s.srv.Addr, sc, s.tp)
+			in, err := newInstance(c, s.srv.Addr, s.rowScripts(r, c), opts)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
 			insts[c] = in
-			if err := in.prepare(ctx); err != nil {
-				return fmt.Errorf("%s: prepare: %w", c, err)
-			}
 			if err := in.ping(ctx); err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
-			var w sample
-			if r.mode == modePipeline {
-				w = runPipeline(ctx, s.probe, in, workers[0], s.cfg.warm, r.batch)
-			} else {
-				w = runSingle(ctx, s.probe, in, workers, s.cfg.warm, -1, nil)
-			}
-			if w.total() == 0 || w.otherErr > 0 || w.wrong > 0 {
-				return fmt.Errorf("%s: warm-up failed: %d calls, %d errors, %d wrong: %s", c, w.total(), w.otherErr, w.wrong, w.firstErr)
-			}
-			if st, ok := in.hookStats(); ok {
-				hookBefore[c] = st
+			if err := warmUp(c, in); err != nil {
+				return err
 			}
 		}
 	}
@@ -393,6 +537,11 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 	if r.flush {
 		stopFlush = s.startFlusher(ctx, &r.flushes)
 	}
+	defer func() {
+		if stopFlush != nil {
+			stopFlush()
+		}
+	}()
 	// A round during which other processes used much of the machine is
 	// measured again, within a budget: on a shared machine a burst of
 	// someone else's work would otherwise decide a round. Cold rows are
@@ -401,28 +550,47 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 	if r.mode != modeCold && s.cfg.maxInterference > 0 {
 		budget = (r.rounds + 1) / 2
 	}
+	plan := newOrderPlan(len(r.contenders), s.cfg.seed, r.salt)
+	hookPrev := map[contender]scripthook.Stats{}
 	for round, done := 0, 0; done < r.rounds; round++ {
-		n := len(r.contenders)
-		got := make(map[contender]sample, n)
-		for k := 0; k < n; k++ {
-			c := r.contenders[(k+round)%n]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if r.neighbour > 0 && done > 0 {
+			if err := s.guardCache(ctx, r, insts, warmUp); err != nil {
+				return err
+			}
+		}
+		ord := plan.order(done)
+		got := make(map[contender]sample, len(ord))
+		hookRound := map[contender]scripthook.Stats{} // the hooks' counters over this round's slices
+		for _, ci := range ord {
+			c := r.contenders[ci]
+			if in := insts[c]; in != nil {
+				if st, ok := in.hookStats(); ok {
+					hookPrev[c] = st
+				}
+			}
 			var smp sample
 			var err error
 			switch r.mode {
 			case modeCold:
-				smp, err = s.coldSlice(ctx, r, c, sc, workers)
+				smp, err = s.coldSlice(ctx, r, c, opts, workers)
 			case modePipeline:
 				smp = runPipeline(ctx, s.probe, insts[c], workers[0], r.dur, r.batch)
 			default:
-				smp = runSingle(ctx, s.probe, insts[c], workers, r.dur, -1, nil)
+				smp = runSingle(ctx, s.probe, insts[c], workers, singleRun{dur: r.dur, limit: -1, scripts: r.scripts, between: between, next: rr(c)})
 			}
 			if err != nil {
-				if stopFlush != nil {
-					stopFlush()
-				}
 				return fmt.Errorf("%s: %w", c, err)
 			}
 			got[c] = smp
+			if in := insts[c]; in != nil {
+				if st, ok := in.hookStats(); ok {
+					hookRound[c] = statsAdd(hookRound[c], statsDelta(st, hookPrev[c]))
+					hookPrev[c] = st
+				}
+			}
 		}
 		if f, ok := interferenceOf(got); ok && f > s.cfg.maxInterference && budget > 0 {
 			budget--
@@ -432,33 +600,128 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 		}
 		for _, c := range r.contenders {
 			r.samples[c] = append(r.samples[c], got[c])
+			if d, ok := hookRound[c]; ok {
+				r.hookDelta[c] = statsAdd(r.hookDelta[c], d)
+			}
 		}
+		r.orders = append(r.orders, ord)
 		done++
 	}
 	if stopFlush != nil {
 		stopFlush()
+		stopFlush = nil
 	}
-	for c, in := range insts {
-		if st, ok := in.hookStats(); ok {
-			b := hookBefore[c]
-			r.hookDelta[c] = scripthook.Stats{
-				Rewritten:        st.Rewritten - b.Rewritten,
-				BodiesSent:       st.BodiesSent - b.BodiesSent,
-				NoScriptRepaired: st.NoScriptRepaired - b.NoScriptRepaired,
-				NoScriptPassed:   st.NoScriptPassed - b.NoScriptPassed,
-				BytesSaved:       st.BytesSaved - b.BytesSaved,
-				Scripts:          st.Scripts,
-			}
+	if r.scripts > 0 {
+		// Thousands of scripts of this row's families: gone before the next.
+		return s.admin.ScriptFlush(ctx).Err()
+	}
+	return nil
+}
+
+func statsDelta(a, b scripthook.Stats) scripthook.Stats {
+	return scripthook.Stats{
+		Rewritten:        a.Rewritten - b.Rewritten,
+		BodiesSent:       a.BodiesSent - b.BodiesSent,
+		Loads:            a.Loads - b.Loads,
+		NoScriptRepaired: a.NoScriptRepaired - b.NoScriptRepaired,
+		Evicted:          a.Evicted - b.Evicted,
+		NoScriptPassed:   a.NoScriptPassed - b.NoScriptPassed,
+		BytesSaved:       a.BytesSaved - b.BytesSaved,
+		Scripts:          a.Scripts,
+	}
+}
+
+func statsAdd(a, b scripthook.Stats) scripthook.Stats {
+	return scripthook.Stats{
+		Rewritten:        a.Rewritten + b.Rewritten,
+		BodiesSent:       a.BodiesSent + b.BodiesSent,
+		Loads:            a.Loads + b.Loads,
+		NoScriptRepaired: a.NoScriptRepaired + b.NoScriptRepaired,
+		Evicted:          a.Evicted + b.Evicted,
+		NoScriptPassed:   a.NoScriptPassed + b.NoScriptPassed,
+		BytesSaved:       a.BytesSaved + b.BytesSaved,
+		Scripts:          max(a.Scripts, b.Scripts),
+	}
+}
+
+// neighbourSeq makes every one-off script of the noisy neighbour distinct.
+var neighbourSeq atomic.Int64
+
+// neighbourEvals sends n one-off EVALs, each a script never seen before, in
+// one pipeline from the neighbour's client.
+func neighbourEvals(ctx context.Context, nb *redis.Client, n int) error {
+	_, err := nb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < n; i++ {
+			p.Eval(ctx, "return 'scripthook bench neighbour "+strconv.FormatInt(neighbourSeq.Add(1), 10)+"'", nil)
+		}
+		return nil
+	})
+	return err
+}
+
+// guardCache keeps a server that does not evict scripts from filling its
+// memory with the neighbour's one-off scripts: past the limit it flushes the
+// script cache between rounds and warms every contender again (untimed).
+func (s *suite) guardCache(ctx context.Context, r *row, insts map[contender]instance, warmUp func(contender, instance) error) error {
+	info, err := s.admin.Info(ctx, "memory").Result()
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(redistest.InfoField(info, "number_of_cached_scripts"))
+	if err != nil || n <= s.cfg.neighbourCacheLimit {
+		return nil
+	}
+	if err := s.admin.ScriptFlush(ctx).Err(); err != nil {
+		return err
+	}
+	r.guardFlushes++
+	for _, c := range r.contenders {
+		if err := warmUp(c, insts[c]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// serverInfo reads the server's INFO cpu and commandstats: the usec of
+// every command but INFO, summed, and used_cpu_sys+used_cpu_user, in µs.
+func (s *suite) serverInfo() (cmdUs, cpuUs float64, err error) {
+	info, err := s.admin.Info(context.Background(), "cpu", "commandstats").Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.Lines(info) {
+		line = strings.TrimSpace(line)
+		rest, ok := strings.CutPrefix(line, "cmdstat_")
+		if !ok {
+			continue
+		}
+		name, fields, _ := strings.Cut(rest, ":")
+		if name == "info" {
+			continue
+		}
+		for f := range strings.SplitSeq(fields, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				u, _ := strconv.ParseFloat(v, 64)
+				cmdUs += u
+			}
+		}
+	}
+	for _, f := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, err := strconv.ParseFloat(redistest.InfoField(info, f), 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("INFO cpu: %s: %w", f, err)
+		}
+		cpuUs += v * 1e6
+	}
+	return cmdUs, cpuUs, nil
+}
+
 // coldSlice measures the first calls of a new client after SCRIPT FLUSH.
 // Connections are dialled before the flush and the clock starts: the cold
 // start measured is the script cache's, not TCP's.
-func (s *suite) coldSlice(ctx context.Context, r *row, c contender, sc *workloadScript, workers []*worker) (sample, error) {
-	in, err := newInstance(c, s.srv.Addr, sc, s.tp)
+func (s *suite) coldSlice(ctx context.Context, r *row, c contender, opts instOpts, workers []*worker) (sample, error) {
+	in, err := newInstance(c, s.srv.Addr, s.rowScripts(r, c), opts)
 	if err != nil {
 		return sample{}, err
 	}
@@ -482,15 +745,9 @@ func (s *suite) coldSlice(ctx context.Context, r *row, c contender, sc *workload
 	if err := s.admin.ScriptFlush(ctx).Err(); err != nil {
 		return sample{}, err
 	}
-	smp := runSingle(ctx, s.probe, in, workers, 0, r.calls, func() error { return in.prepare(ctx) })
+	smp := runSingle(ctx, s.probe, in, workers, singleRun{limit: r.calls, prepare: func() error { return in.prepare(ctx) }, info: r.info})
 	if st, ok := in.hookStats(); ok {
-		d := r.hookDelta[c]
-		d.Rewritten += st.Rewritten
-		d.BodiesSent += st.BodiesSent
-		d.NoScriptRepaired += st.NoScriptRepaired
-		d.NoScriptPassed += st.NoScriptPassed
-		d.BytesSaved += st.BytesSaved
-		r.hookDelta[c] = d
+		r.hookDelta[c] = statsAdd(r.hookDelta[c], st)
 	}
 	return smp, nil
 }
