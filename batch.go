@@ -46,8 +46,13 @@ func (e *engine) runBatch(ctx context.Context, cmds []redis.Cmder, next redis.Pr
 	defer putItems(ip)
 	items := *ip
 	tx, relevant, nested := e.scan(items, cmds)
-	if nested || !relevant {
+	if nested {
 		return next(ctx, cmds)
+	}
+	if !relevant {
+		err := next(ctx, cmds)
+		br.recordAll(items) // the batch's FCALLs, if any
+		return err
 	}
 	n := e.sh.cfg.maxBatchSize
 	if tx || n <= 0 || len(cmds) <= n {
@@ -125,6 +130,15 @@ func (e *engine) scan(items []item, cmds []redis.Cmder) (tx, relevant, nested bo
 			it.region = region
 			it.blind = region >= 0 || (tx && e.cluster)
 			it.s = e.resolve(&sc, w)
+		case k.isFCall() && caller:
+			// Not rewritten; taken apart only for its child span.
+			sc, ok := parseScript(k, it.orig.Args())
+			if !ok {
+				it.k = kindOther
+				continue
+			}
+			it.call = sc.info()
+			it.region = region
 		default:
 			if region >= 0 {
 				it.region = region
@@ -163,6 +177,7 @@ func (e *engine) sendChunk(ctx context.Context, items []item, cmds []redis.Cmder
 		// Sent as written; only the bodies that go out are counted.
 		err := next(ctx, cmds)
 		e.settle(p, br)
+		br.recordAll(items)
 		return err
 	}
 	e.decide(p)
@@ -177,14 +192,21 @@ func (e *engine) sendChunk(ctx context.Context, items []item, cmds []redis.Cmder
 		}
 	}
 	e.passNoScript(p)
-	if br.children != nil {
-		for i := range p.items {
-			if p.items[i].k.isScript() {
-				br.record(&p.items[i])
-			}
+	br.recordAll(items)
+	return err
+}
+
+// recordAll keeps the batch's script and function commands for child
+// spans, when the batch span is recording.
+func (br *batchRun) recordAll(items []item) {
+	if br.children == nil {
+		return
+	}
+	for i := range items {
+		if k := items[i].k; k.isScript() || k.isFCall() {
+			br.record(&items[i])
 		}
 	}
-	return err
 }
 
 // setActive marks the hook's own commands as in flight below it (see mark).

@@ -1,11 +1,5 @@
 package scripthook
 
-import (
-	"context"
-
-	"github.com/redis/go-redis/v9"
-)
-
 // group gathers each script's uses in a batch, per segment: a SCRIPT FLUSH
 // of the batch's own starts a new one, whose uses need the body again.
 func (e *engine) group(p *batchPlan) {
@@ -171,6 +165,9 @@ func (e *engine) modeFor(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
 	}
 	switch sv.can(capLoad) {
 	case capNo:
+		if e.bodyFirst(p, u, fewBodies) {
+			return modeWarmFirst
+		}
 		return modeAsWritten
 	case capUnknown:
 		if u.hot() {
@@ -215,23 +212,28 @@ func (u *use) hot() bool {
 // server has not said what the user may run: a registered script still
 // reaches the server before its first use there, so that the caller's
 // EVALSHA of it finds it. In a pipeline the hook's SCRIPT LOAD goes ahead
-// (a refusal is the hook's own reply, which the caller never sees); in a
-// transaction, where a refused command would abort it all, the first use
-// carries the body as EVAL.
+// (a refusal is the hook's own reply, which the caller never sees). In a
+// transaction nothing can go before its MULTI (go-redis reads the first
+// reply as MULTI's) and a refused command inside would abort it all: the
+// first use carries the body as EVAL. For a user who may run EVAL but not
+// EVALSHA that EVAL runs where plain EVALSHA is refused; README lists it.
 func (e *engine) warm(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
 	if !u.s.registered.Load() || u.evals == u.n {
 		// Not registered, or every use carries its body: as written.
 		return modeAsWritten
 	}
 	if p.tx || fixed {
-		// The first use's body loads the script for the uses after it in
-		// the same transaction.
 		if fewBodies {
+			// The first use's body loads the script for the uses
+			// after it in the same transaction.
 			return modeWarmFirst
 		}
 		return modeAsWritten
 	}
 	if e.srv.can(capLoad) == capNo {
+		if e.bodyFirst(p, u, fewBodies) {
+			return modeWarmFirst
+		}
 		return modeAsWritten
 	}
 	if t := e.srv.beginLoad(u.sha, true, false); t.ok {
@@ -239,6 +241,18 @@ func (e *engine) warm(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
 		return modeLearn
 	}
 	return modeAsWritten
+}
+
+// bodyFirst reports whether a registered script's first use in a pipeline
+// where the user may not run SCRIPT LOAD, a caller's EVALSHA, carries the
+// body as EVAL instead: only where the server has shown that the user may
+// run both that EVAL and the EVALSHA it replaces (so it runs exactly where
+// plain EVALSHA would), and where the batch's bodies cannot evict each
+// other.
+func (e *engine) bodyFirst(p *batchPlan, u *use, fewBodies bool) bool {
+	first := p.items[u.first].k
+	return fewBodies && u.s.registered.Load() && !first.hasBody() &&
+		e.srv.can(shaCap(first)) == capYes && e.srv.can(bodyCap(first)) == capYes
 }
 
 // ask records that the batch should end with probes of what the server
@@ -251,143 +265,4 @@ func (p *batchPlan) ask(sha, shaRO, load bool) {
 	p.askSHA = p.askSHA || sha
 	p.askSHARO = p.askSHARO || shaRO
 	p.askLoad = p.askLoad || load
-}
-
-// formOf is how one use goes out in its script's mode.
-func (it *item) formOf(i int) sent {
-	u := it.u
-	if u == nil || it.forges() {
-		return sentAsWritten
-	}
-	switch u.mode {
-	case modeLoad:
-		if it.region >= 0 && !u.s.compiles.Load() {
-			// Inside a MULTI the caller wrote, a failed load would leave
-			// a NOSCRIPT in EXEC's reply where plain EVAL gives the
-			// compile error, which nothing could fix afterwards.
-			return sentAsWritten
-		}
-		return shaForm(it.k)
-	case modeTrusted:
-		if it.region >= 0 {
-			return sentAsWritten // a NOSCRIPT inside EXEC could not be repaired
-		}
-		return shaForm(it.k)
-	case modeEvalCarrier:
-		if i == u.first {
-			return bodyForm(it.k)
-		}
-		return shaForm(it.k)
-	case modeWarmFirst:
-		if i == u.first && !it.k.hasBody() {
-			return bodyForm(it.k)
-		}
-	}
-	return sentAsWritten
-}
-
-// build writes the batch's outgoing commands: each SCRIPT LOAD before its
-// script's first use (before an ASKING that comes right before it, since
-// ASKING holds for the one command that follows), each use in its form, and
-// the probes at the end. Nothing in it is ever reused: hooks after this one
-// may keep it.
-func (e *engine) build(p *batchPlan, cmds []redis.Cmder) {
-	changed := p.askSHA || p.askSHARO || p.askLoad
-	rewrites := 0
-	for i := range p.items {
-		it := &p.items[i]
-		it.form = it.formOf(i)
-		if it.form != sentAsWritten {
-			rewrites++
-		}
-		if it.orig != it.cmd {
-			changed = true
-		}
-	}
-	for _, u := range p.uses {
-		if u.carrier != nil {
-			changed = true
-		}
-	}
-	if !changed && rewrites == 0 {
-		p.out = cmds
-		return
-	}
-	p.out = make([]redis.Cmder, 0, len(cmds)+len(p.uses)+3)
-	var ws []rewritten
-	var args []interface{}
-	if rewrites > 0 {
-		ws = make([]rewritten, 0, rewrites)
-		total := 0
-		for i := range p.items {
-			if p.items[i].form != sentAsWritten {
-				total += len(p.items[i].orig.Args())
-			}
-		}
-		args = make([]interface{}, total)
-	}
-	for i := range p.items {
-		it := &p.items[i]
-		for _, u := range p.uses {
-			if u.carrier != nil && u.at == i {
-				p.insertCarrier(u.carrier)
-			}
-		}
-		if it.form == sentAsWritten {
-			p.out = append(p.out, it.orig)
-			continue
-		}
-		n := len(it.orig.Args())
-		ws = append(ws, rewritten{})
-		w := &ws[len(ws)-1]
-		// Boxed in its branch only: a body boxed and dropped would cost
-		// an allocation per command sent by SHA1.
-		var to kind
-		var second interface{}
-		if it.form == sentBySHA {
-			to, second = it.k.bySHA(), it.u.s.sha.Load().arg
-		} else {
-			to, second = it.k.byBody(), it.u.s.body
-		}
-		w.init(e.sh, it.orig, it.k, it.u.s, args[:n:n], to, second)
-		args = args[n:]
-		p.out = append(p.out, w)
-	}
-	if p.askSHA {
-		p.probes = append(p.probes, probe(kindEvalSha))
-	}
-	if p.askSHARO {
-		p.probes = append(p.probes, probe(kindEvalShaRO))
-	}
-	if p.askLoad {
-		p.probes = append(p.probes, redis.NewCmd(context.Background(), "script", "load", loadProbeBody))
-	}
-	for _, c := range p.probes {
-		p.out = append(p.out, c)
-	}
-}
-
-// insertCarrier appends a SCRIPT LOAD, before an ASKING appended just
-// before it.
-func (p *batchPlan) insertCarrier(c *loadCmd) {
-	if n := len(p.out); n > 0 && classify(p.out[n-1].Args()) == kindAsking {
-		p.out = append(p.out, p.out[n-1])
-		p.out[n-1] = c
-		return
-	}
-	p.out = append(p.out, c)
-}
-
-// loadProbeBody does not compile: SCRIPT LOAD of it creates nothing, and
-// its reply says whether the user may run SCRIPT LOAD (a compile error) or
-// not (NOPERM).
-const loadProbeBody = "("
-
-// zeroSHA names no script: EVALSHA of it runs nothing, and its reply says
-// whether the user may run EVALSHA (NOSCRIPT) or not (NOPERM).
-const zeroSHA = "0000000000000000000000000000000000000000"
-
-// probe is the hook's keyless EVALSHA of no script.
-func probe(k kind) *redis.Cmd {
-	return redis.NewCmd(context.Background(), wireName[k], zeroSHA, 0)
 }

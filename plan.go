@@ -31,6 +31,9 @@ type item struct {
 	// retry's items).
 	failed, repaired bool
 	index            int
+	// loaded: the hook's SCRIPT LOAD of its script went just before it, or
+	// its retry carried the body (its span says a body was sent).
+	loaded bool
 	// cause is why a failed use's script was missing.
 	cause cause
 	// blind: the reply proves nothing (QUEUED inside a MULTI the caller

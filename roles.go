@@ -198,6 +198,12 @@ func (t *topHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		} else if sha, ok := normalizeSHA(sc.sha); ok {
 			s = t.sh.cache.peekSHA(sha)
 		}
+		if s != nil && !s.seen.Load() && !s.registered.Load() {
+			// Found, so sighted before: this call is a second sighting,
+			// which the node hook's lookup counts only after the span
+			// is named (it would set the same flag).
+			s.seen.Store(true)
+		}
 		r := &run{}
 		ctx, sp := t.sh.tel.startScript(ctx, &sc, s, t.db, nil)
 		err := next(context.WithValue(ctx, runKey{}, r), cmd)

@@ -228,9 +228,18 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 		cmds[i] = again[i].orig
 	}
 	e.build(rp, cmds)
+	for i := range rp.items {
+		if it := &rp.items[i]; it.loaded || it.form == sentByBody {
+			p.items[again[i].index].loaded = true
+		}
+	}
 	noScript := make([]error, len(again))
 	for i := range again {
 		noScript[i] = again[i].orig.Err()
+		// go-redis gives a network error only to commands without an
+		// error: left in place, the NOSCRIPT would outlive a retry that
+		// ran before its connection broke.
+		again[i].orig.SetErr(nil)
 	}
 	setActive(rp.out, true)
 	err := next(ctx, rp.out)

@@ -82,8 +82,11 @@ func (t *telemetry) procName(sc *scriptCall, s *script) string {
 	case sc.kind.isFCall():
 		return t.names.admit(sc.function)
 	case s == nil:
+		// A SHA1 the hook knows no body for (your EVALSHA of a script
+		// loaded by another client) proves hot like any script: on its
+		// second sighting.
 		if sha, ok := normalizeSHA(sc.sha); ok {
-			return t.names.admit(sha)
+			return t.names.sighted(sha)
 		}
 		return OtherName
 	}
@@ -128,8 +131,12 @@ func (sp *scriptSpan) endAttrs(attrs []attribute.KeyValue, r *run, err error) []
 	}
 	if !sp.k.isFCall() {
 		sha := displaySHA(sp.call.arg)
-		if sp.s != nil && sp.s.hex() != "" {
-			sha = sp.s.hex()
+		s := sp.s
+		if s == nil {
+			s = r.s // under a top hook, the node hook learned the body
+		}
+		if s != nil && s.hex() != "" {
+			sha = s.hex()
 		}
 		attrs = append(attrs, attrSHA1.String(sha))
 	}

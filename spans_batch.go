@@ -172,8 +172,8 @@ func (br *batchRun) record(it *item) {
 		return
 	}
 	r := run{s: it.s, srv: br.srv, sent: it.form}
-	if it.k.hasBody() && it.form == sentAsWritten || it.form == sentByBody {
-		r.bodies = 1
+	if it.k.hasBody() && it.form == sentAsWritten || it.form == sentByBody || it.loaded {
+		r.bodies = 1 // as a single call counts it: the hook's SCRIPT LOAD included
 	}
 	if it.repaired {
 		r.repair, r.cause = repairLoad, it.cause

@@ -102,7 +102,14 @@ type nameBound struct {
 	mu       sync.RWMutex
 	admitted map[string]struct{}
 	max      int
+	// once holds SHA1s without a known body sighted once, to tell their
+	// second sighting; at most onceCap, emptied when full (a flood of
+	// one-off SHA1s costs a bounded map and, at worst, a late name).
+	once map[string]struct{}
 }
+
+// onceCap bounds nameBound.once.
+const onceCap = 4096
 
 // name returns the bounded name of a script: its registered name, its SHA1
 // once the script proved hot (its second call) while the bound has room,
@@ -123,6 +130,16 @@ func (n *nameBound) name(s *script) string {
 
 // admit returns v if it is admitted or can be, else OtherName.
 func (n *nameBound) admit(v string) string {
+	return n.admitAt(v, false)
+}
+
+// sighted is admit for a SHA1 the hook knows no body for: it is admitted
+// on its second sighting.
+func (n *nameBound) sighted(sha string) string {
+	return n.admitAt(sha, true)
+}
+
+func (n *nameBound) admitAt(v string, second bool) string {
 	n.mu.RLock()
 	_, ok := n.admitted[v]
 	full := len(n.admitted) >= n.max
@@ -135,6 +152,16 @@ func (n *nameBound) admit(v string) string {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if second {
+		if _, seen := n.once[v]; !seen {
+			if n.once == nil || len(n.once) >= onceCap {
+				n.once = make(map[string]struct{})
+			}
+			n.once[v] = struct{}{}
+			return OtherName
+		}
+		delete(n.once, v)
+	}
 	if n.admitted == nil {
 		n.admitted = make(map[string]struct{})
 	}

@@ -320,6 +320,36 @@ func TestACLUsers(t *testing.T) {
 			assert.Equal(t, testkit.Render(plain.Eval(ctx, body, nil)), testkit.Render(hooked.Eval(ctx, body, nil)))
 		}
 	})
+	t.Run("registered without script command", func(t *testing.T) {
+		// Register promises the script is there before it is needed; for
+		// a user who may not SCRIPT LOAD, once the server has shown that,
+		// a pipeline's first EVALSHA of it carries the body as EVAL, so a
+		// command that took effect after it (which rules out a retry)
+		// changes nothing: the replies are plain EVAL's.
+		plain, hooked, h := acl(t, srv, "noscriptreg", "~*", "+@all", "-script")
+		body := "return redis.call('INCR', KEYS[1]) -- " + strings.Repeat("r", 60)
+		sha := h.Register("reg", body)
+		learn(t, hooked) // the probes: EVALSHA allowed, SCRIPT LOAD refused
+		run := func(rdb *redis.Client, evalsha bool) []string {
+			require.NoError(t, admin.ScriptFlush(ctx).Err())
+			require.NoError(t, admin.Del(ctx, "reg:k", "reg:n").Err())
+			got := pipeline(rdb, func(p redis.Pipeliner) {
+				if evalsha {
+					p.EvalSha(ctx, sha, []string{"reg:k"})
+				} else {
+					p.Eval(ctx, body, []string{"reg:k"})
+				}
+				p.Incr(ctx, "reg:n")
+				p.EvalSha(ctx, sha, []string{"reg:k"})
+			})
+			return append(got, admin.Get(ctx, "reg:k").Val(), admin.Get(ctx, "reg:n").Val())
+		}
+		want := run(plain, false)
+		require.Equal(t, "2", want[len(want)-2], "plain: the script ran twice")
+		for i := 0; i < 2; i++ {
+			assert.Equal(t, want, run(hooked, true), "round %d", i)
+		}
+	})
 	t.Run("eval without evalsha", func(t *testing.T) {
 		plain, hooked, _ := acl(t, srv, "noevalsha", "~*", "+@all", "-evalsha", "-evalsha_ro")
 		body := "return 7 -- " + strings.Repeat("e", 60)

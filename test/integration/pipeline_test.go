@@ -461,3 +461,55 @@ func TestAutoPipelinerMixedCallers(t *testing.T) {
 	assert.Zero(t, h.Stats().NoScriptPassed)
 	assert.Less(t, bodies(t, r), int64(workers*each), "bodies were saved")
 }
+
+// Your EVALSHA of a script the hook knows but the server lost (another
+// client's SCRIPT FLUSH) is repaired in a batch only where order allows
+// (README, "EVALSHA you send yourself"): a pipeline re-sends it when
+// nothing that took effect follows it; otherwise, and in a transaction,
+// it gets the NOSCRIPT plain EVALSHA gets, and nothing runs twice.
+func TestCallerEvalShaInBatchesAfterFlush(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	for _, body := range []string{"return 7", "return 7 -- " + strings.Repeat("p", 400)} {
+		for _, c := range []struct {
+			name     string
+			tx, more bool
+			repaired bool
+		}{
+			{"pipeline alone", false, false, true},
+			{"pipeline then INCR", false, true, false},
+			{"tx alone", true, false, false},
+			{"tx then INCR", true, true, false},
+		} {
+			t.Run(fmt.Sprintf("%s %d B", c.name, len(body)), func(t *testing.T) {
+				r, _ := rig(t)
+				require.NoError(t, r.Hooked.Eval(ctx, body, nil).Err(), "the hook learns the body")
+				run := func(rdb *redis.Client) []string {
+					r.FlushScripts(t) // another client's flush
+					require.NoError(t, r.Admin.Del(ctx, "k").Err())
+					fn := func(p redis.Pipeliner) error {
+						p.EvalSha(ctx, testkit.SHA1(body), nil)
+						if c.more {
+							p.Incr(ctx, "k")
+						}
+						return nil
+					}
+					var cmds []redis.Cmder
+					var err error
+					if c.tx {
+						cmds, err = rdb.TxPipelined(ctx, fn)
+					} else {
+						cmds, err = rdb.Pipelined(ctx, fn)
+					}
+					got := testkit.RenderAll(cmds, err)
+					return append(got, "k="+r.Admin.Get(ctx, "k").Val())
+				}
+				want := run(r.Plain)
+				if c.repaired {
+					want = []string{"7 | <nil>", "exec: <nil>", "k="}
+				}
+				assert.Equal(t, want, run(r.Hooked))
+			})
+		}
+	}
+}
