@@ -112,9 +112,14 @@ func (e *engine) scan(items []item, cmds []redis.Cmder) (tx, relevant, nested bo
 			relevant = true
 			it.region = region
 		case !tx && k == kindMulti:
+			// A MULTI inside an open one is refused by the server
+			// ("MULTI calls can not be nested"): the region stays the
+			// first one's, so nothing is placed inside it.
 			relevant = true
-			region = i
-			it.region = i
+			if region < 0 {
+				region = i
+			}
+			it.region = region
 		case !tx && (k == kindExec || k == kindDiscard):
 			relevant = true
 			it.region = region // -1: it ends a MULTI sent before this batch

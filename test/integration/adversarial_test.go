@@ -425,10 +425,12 @@ func TestACLUsers(t *testing.T) {
 // SCRIPT FLUSH resets what the hook believes.
 func TestHandWrittenTransactions(t *testing.T) {
 	t.Parallel()
-	r, _ := rig(t)
+	r, h := rig(t)
 	ctx := t.Context()
 	learn(t, r.Hooked)
 	five := "return 5 -- " + strings.Repeat("f", 60)
+	six := "return 6 -- " + strings.Repeat("s", 60)
+	reg := h.Register("six", six) // for the plain client, loaded by Admin
 	shapes := map[string]func(p redis.Pipeliner){
 		"discard": func(p redis.Pipeliner) {
 			p.Do(ctx, "multi")
@@ -441,6 +443,16 @@ func TestHandWrittenTransactions(t *testing.T) {
 			p.Eval(ctx, five, nil)
 			p.Eval(ctx, five, nil)
 			p.Do(ctx, []byte("exec"))
+			p.Eval(ctx, five, nil)
+		},
+		"nested multi": func(p redis.Pipeliner) {
+			// The second MULTI is refused; the first stays open.
+			p.Do(ctx, "multi")
+			p.Do(ctx, "multi")
+			p.Eval(ctx, five, nil)
+			p.Eval(ctx, five, nil)
+			p.EvalSha(ctx, reg, nil)
+			p.Do(ctx, "exec")
 			p.Eval(ctx, five, nil)
 		},
 		"watch aborted": func(p redis.Pipeliner) {
@@ -456,6 +468,11 @@ func TestHandWrittenTransactions(t *testing.T) {
 			run := func(rdb *redis.Client) []string {
 				if flush {
 					r.FlushScripts(t)
+				}
+				if rdb == r.Plain {
+					// Register promises the hooked client's EVALSHA
+					// finds the script, as if the server had it.
+					require.NoError(t, r.Admin.ScriptLoad(ctx, six).Err())
 				}
 				cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 					ops(p)
