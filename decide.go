@@ -146,7 +146,7 @@ func (e *engine) modeFor(p *batchPlan, u *use, fixed, fewBodies bool) useMode {
 		}
 		return e.warm(p, u, fixed, fewBodies)
 	}
-	if e.sh.cfg.pipelineMode == PipelineOptimistic && !p.tx && u.seg == 0 && (u.b == present || u.b == pinned) {
+	if e.sh.cfg.pipelineMode == PipelineOptimistic && !p.tx && u.seg == 0 && (u.b == present && !sv.risky() || u.b == pinned) {
 		return modeTrusted
 	}
 	if fixed || (p.tx && sv.can(capLoad) != capYes) {

@@ -108,7 +108,8 @@ func TestEvictionFloodPinsNothing(t *testing.T) {
 }
 
 // The hook never pins more than its budget (WithCacheSize) on one server,
-// however many scripts get evicted; the rest go as written.
+// however many scripts get evicted; the rest go as written, without a
+// NOSCRIPT each first.
 func TestEvictionPinBudget(t *testing.T) {
 	h, hc, hf, pc, pf := twin(WithCacheSize(50))
 	ctx := t.Context()
@@ -126,6 +127,9 @@ func TestEvictionPinBudget(t *testing.T) {
 	}
 	assert.LessOrEqual(t, h.Stats().Loads, int64(50))
 	assert.LessOrEqual(t, hf.Cached(), 500+50)
+	// Once the server has evicted and the budget is spent, the scripts the
+	// hook did not pin go as written: the pinning repairs, and no other.
+	assert.LessOrEqual(t, h.Stats().NoScriptRepaired, int64(50+1))
 }
 
 // A strict pipeline or transaction with more distinct scripts than the
@@ -165,4 +169,37 @@ func TestEvictionLargeBatches(t *testing.T) {
 			assert.Equal(t, 6, hf.Stats().Runs[kb(0)])
 		})
 	}
+}
+
+// Once a server has evicted and the pin budget is spent, a script the hook
+// did not pin goes as written, as plain EVAL sends it: by SHA1 it would
+// meet NOSCRIPT whenever other clients' EVALs pushed it out, one round trip
+// more than plain EVAL each time.
+func TestEvictionBudgetSpentGoesAsWritten(t *testing.T) {
+	h, hc, hf, _, _ := twin(WithCacheSize(50))
+	hf.EvictAt = 20
+	ctx := t.Context()
+	call := func(i int) {
+		t.Helper()
+		require.NoError(t, hc.Eval(ctx, kb(i), []string{"k"}).Err())
+	}
+	// The budget: 50 scripts, each evicted by a neighbour between its two
+	// calls, so that its repair pins it.
+	for i := 0; i < 50; i++ {
+		call(i)
+		hf.Neighbour(30)
+		call(i)
+	}
+	require.Equal(t, int64(50), h.Stats().Loads, "the budget is spent")
+	before := h.Stats()
+	hf.Reset()
+	for i := 100; i < 110; i++ {
+		call(i)
+		hf.Neighbour(30)
+		call(i)
+	}
+	assert.Equal(t, before.NoScriptRepaired, h.Stats().NoScriptRepaired, "no repair")
+	assert.Zero(t, hf.Stats().NoScript, "no NOSCRIPT")
+	assert.Equal(t, 20, hf.Stats().Calls["eval"], "as written, both calls")
+	assert.Equal(t, 20, hf.Stats().RoundTrips, "plain EVAL's round trips")
 }

@@ -26,15 +26,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// memHeap returns the live heap after a full collection.
-func memHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // memFlood scales a flood down to a tenth under -short.
@@ -65,7 +56,7 @@ func TestMemoryMillionDistinctScripts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			pad := strings.Repeat("-", tc.pad)
-			base := memHeap()
+			base := testkit.HeapAfterGC()
 			h := New(WithTracing(false), WithCacheSize(tc.cacheSize))
 			p := h.ProcessHook(nopNext)
 			srv := h.own.srv
@@ -94,7 +85,7 @@ func TestMemoryMillionDistinctScripts(t *testing.T) {
 					t.Fatal(err)
 				}
 				if (i+1)%(tc.n/checkpoints) == 0 {
-					cur := memHeap()
+					cur := testkit.HeapAfterGC()
 					heap := cur - min(base, cur)
 					peak = max(peak, heap)
 					if afterFill == 0 {
@@ -106,7 +97,7 @@ func TestMemoryMillionDistinctScripts(t *testing.T) {
 				}
 			}
 			require.NotNil(t, h.sh.cache.bySHA1(pinnedSHA), "a registered script is never evicted")
-			cur := memHeap()
+			cur := testkit.HeapAfterGC()
 			final := cur - min(base, cur)
 			bodyLen := len("return ") + 6 + tc.pad
 			t.Logf("MEMORY | %d distinct scripts (%d B bodies) through one hook, cache %d, server-state limit %d | live heap after the first %d: %.2f MB, peak over %d checkpoints: %.2f MB, at the end: %.2f MB (%.0f B per tracked script) | cache holds %d, server state %d",

@@ -111,18 +111,28 @@ func (sv *server) rebase(t loadTicket) loadTicket {
 }
 
 // giveUp records an eviction of a script that cannot be pinned (no budget,
-// no permission). The second time, the script is taken to keep being
-// evicted (more scripts in use than the server keeps), and its calls go as
-// written until the next reset: by SHA1 each call would cost a NOSCRIPT and
-// a body, more than plain EVAL.
+// no permission): the script is taken to keep being evicted (more scripts
+// in use than the server keeps), and its calls go as written until the next
+// reset. By SHA1 each call would risk a NOSCRIPT and a body, more than
+// plain EVAL; one eviction is all it costs (one repair per script).
 func (sv *server) giveUp(sha string) {
 	sv.mu.Lock()
-	sl := sv.slotFor(sha)
-	if sl.evictions < 255 {
-		sl.evictions++
-	}
-	if sl.b == unknown && sl.evictions >= 2 {
+	if sl := sv.slotFor(sha); sl.b == unknown {
 		sl.b = asWritten
 	}
 	sv.mu.Unlock()
+}
+
+// risky reports whether a script the hook has not pinned is likely gone by
+// its next call: the server evicts, and the pin budget is spent (more
+// scripts in use than may be pinned). Such scripts go as written, as plain
+// EVAL sends them: by SHA1 each call would risk a NOSCRIPT and a second
+// round trip.
+func (sv *server) risky() bool {
+	if !sv.evicts.Load() {
+		return false
+	}
+	sv.mu.RLock()
+	defer sv.mu.RUnlock()
+	return sv.pins >= sv.pinLimit
 }

@@ -26,6 +26,9 @@ type server struct {
 	// bounds it (see WithCacheSize).
 	pins     int
 	pinLimit int
+	// evicts: the server was seen to evict a script the hook did not pin
+	// (Redis 7.4+, Valkey 8). Kept across resets: it is the server's way.
+	evicts atomic.Bool
 	// limit bounds slots: past it, slots not in use are dropped (a dropped
 	// slot costs at most one body later, never a wrong result).
 	limit int
@@ -74,8 +77,6 @@ type slot struct {
 	loading bool
 	// free: pinned without counting against the budget (registered).
 	free bool
-	// evictions counts the evictions giveUp saw.
-	evictions uint8
 }
 
 func newServer(limit, pinLimit int, hints *capHints) *server {
@@ -136,6 +137,9 @@ func (sv *server) forget(sha string, gen uint64) belief {
 	was := sl.b
 	if was == pinned && !sl.free {
 		sv.pins-- // the server no longer holds it
+	}
+	if was == present {
+		sv.evicts.Store(true)
 	}
 	if was == present || was == pinned {
 		sl.b = unknown

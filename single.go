@@ -84,6 +84,9 @@ func (e *engine) runEval(ctx context.Context, cmd redis.Cmder, sc *scriptCall, s
 	b, gen := e.srv.state(sha)
 	switch b {
 	case present, pinned:
+		if b == present && e.srv.risky() {
+			return e.send(ctx, cmd, sc, s, sentAsWritten, next, r)
+		}
 		err := e.send(ctx, cmd, sc, s, sentBySHA, next, r)
 		if isNoScript(err) {
 			return e.repair(ctx, cmd, sc, s, causeOf(e.srv.forget(sha, gen)), err, next, r)

@@ -50,14 +50,6 @@ func fakeClient(t testing.TB, f *testkit.Fake, h *scripthook.Hook) *redis.Client
 	return c
 }
 
-func heapAfterGC() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
 // README: "a program that builds a million distinct scripts makes at most
 // 100 + (registered) + 1 values". 100,000 distinct scripts, each called
 // twice in a row (so each proves hot) by four goroutines, and two
@@ -146,12 +138,12 @@ func cardinalityHundredThousand(t *testing.T) {
 		run(from, from+1000)
 		f.Reset() // the Fake counts runs per body; that is not ours to measure
 	}
-	before := heapAfterGC()
+	before := testkit.HeapAfterGC()
 	for from := mark; from < scripts; from += 1000 {
 		run(from, from+1000)
 		f.Reset()
 	}
-	after := heapAfterGC()
+	after := testkit.HeapAfterGC()
 	growth := int64(after) - int64(before)
 	t.Logf("heap after GC: %d KB at %d scripts, %d KB at %d: %+d KB", before>>10, mark, after>>10, scripts, growth>>10)
 	assert.Less(t, growth, int64(4<<20), "the heap grows with the number of distinct scripts")
