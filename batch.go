@@ -61,6 +61,14 @@ func (e *engine) runBatch(ctx context.Context, cmds []redis.Cmder, next redis.Pr
 	}
 	for start := 0; start < len(cmds); {
 		end := chunkEnd(items, start, n)
+		// Regions are indexes into the batch; a chunk is planned on its
+		// own, so they become indexes into the chunk (a chunk never
+		// starts inside a MULTI the caller wrote).
+		for i := start; i < end; i++ {
+			if items[i].region >= 0 {
+				items[i].region -= start
+			}
+		}
 		err := e.sendChunk(ctx, items[start:end], cmds[start:end], false, next, br)
 		if err != nil && !isRedisError(err) {
 			// The connection failed: the rest was never sent. It gets the

@@ -597,3 +597,38 @@ func TestDeniedEvalShaAskedAgainAfterReconnect(t *testing.T) {
 	assert.Contains(t, spy.Names(), "evalsha", "asked again after the reconnect")
 	assert.Zero(t, h.Stats().NoScriptPassed)
 }
+
+// With WithMaxBatchSize a pipeline goes as sub-batches, and a MULTI the
+// caller wrote is never split from its EXEC; a sub-batch that starts with
+// it places nothing inside it (its indexes are the sub-batch's own).
+func TestHandWrittenTransactionInSubBatches(t *testing.T) {
+	t.Parallel()
+	r, _ := rig(t, scripthook.WithMaxBatchSize(3))
+	ctx := t.Context()
+	learn(t, r.Hooked)
+	five := "return 5 -- " + strings.Repeat("f", 60)
+	ops := func(p redis.Pipeliner) {
+		p.Eval(ctx, five, nil)
+		p.Get(ctx, "sub:x")
+		p.Set(ctx, "sub:x", "1", 0)
+		p.Do(ctx, "multi")
+		for i := 0; i < 4; i++ {
+			p.Eval(ctx, five, nil)
+		}
+		p.Do(ctx, "exec")
+	}
+	for _, flush := range []bool{false, true} {
+		run := func(rdb *redis.Client) []string {
+			if flush {
+				r.FlushScripts(t)
+			}
+			require.NoError(t, r.Admin.Del(ctx, "sub:x").Err())
+			cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error { ops(p); return nil })
+			return testkit.RenderAll(cmds, err)
+		}
+		want := run(r.Plain)
+		for i := 0; i < 2; i++ {
+			assert.Equal(t, want, run(r.Hooked), "flush=%v round %d", flush, i)
+		}
+	}
+}

@@ -35,6 +35,8 @@ const (
 	cEvalOtelNoStmt // same, WithDBStatement(false)
 	cHookOff        // scripthook, WithTracing(false)
 	cHookTraced     // scripthook, WithTracerProvider(sdk)
+	cEvalOtelNever  // redisotel on an SDK provider that samples nothing
+	cHookNever      // scripthook on an SDK provider that samples nothing
 )
 
 // mainContenders are compared on every row but the tracing rows.
@@ -46,7 +48,7 @@ var mainContenders = []contender{cEval, cScripthook, cScriptRun, cEvalSha, cCont
 var fipsContenders = []contender{cEval, cScripthook, cEvalSha, cControl, cRueidis}
 
 // traceContenders are compared on the tracing rows.
-var traceContenders = []contender{cEval, cEvalControl, cEvalOtel, cEvalOtelNoStmt, cHookOff, cHookTraced}
+var traceContenders = []contender{cEval, cEvalControl, cEvalOtel, cEvalOtelNoStmt, cHookOff, cHookTraced, cEvalOtelNever, cHookNever}
 
 // controlOf is the contender whose identical twin is the A/A control.
 func controlOf(c contender) contender {
@@ -80,6 +82,10 @@ func (c contender) String() string {
 		return "scripthook, tracing off"
 	case cHookTraced:
 		return "scripthook, traced"
+	case cEvalOtelNever:
+		return "Eval + redisotel, never sampled"
+	case cHookNever:
+		return "scripthook, never sampled"
 	}
 	return "?"
 }
@@ -112,6 +118,10 @@ func (c contender) describe() string {
 		return "`scripthook.New(scripthook.WithTracing(false))`"
 	case cHookTraced:
 		return "`scripthook.New(scripthook.WithTracerProvider(tp))`"
+	case cEvalOtelNever:
+		return "`redisotel.InstrumentTracing` (defaults) on an SDK provider with `sdktrace.NeverSample()`"
+	case cHookNever:
+		return "`scripthook.New(scripthook.WithTracerProvider(tp))` on an SDK provider with `sdktrace.NeverSample()`"
 	}
 	return ""
 }
@@ -262,6 +272,8 @@ func countingDialer(w *wireCounter) func(ctx context.Context, network, addr stri
 // instOpts are the row's settings a contender's client depends on.
 type instOpts struct {
 	tp   trace.TracerProvider // the SDK provider of the tracing rows
+	// tpNever is an SDK provider that samples nothing.
+	tpNever trace.TracerProvider
 	auto bool                 // go-redis contenders go through rdb.AutoPipeline()
 	fips bool                 // the process runs under GODEBUG=fips140=only
 }
@@ -288,6 +300,13 @@ func newInstance(c contender, addr string, scripts []*workloadScript, o instOpts
 		g.hook = scripthook.New(scripthook.WithTracing(false))
 	case cHookTraced:
 		g.hook = scripthook.New(scripthook.WithTracerProvider(o.tp))
+	case cHookNever:
+		g.hook = scripthook.New(scripthook.WithTracerProvider(o.tpNever))
+	case cEvalOtelNever:
+		if err := redisotel.InstrumentTracing(g.rdb, redisotel.WithTracerProvider(o.tpNever)); err != nil {
+			_ = g.rdb.Close()
+			return nil, err
+		}
 	case cEvalOtel:
 		if err := redisotel.InstrumentTracing(g.rdb, redisotel.WithTracerProvider(o.tp)); err != nil {
 			_ = g.rdb.Close()

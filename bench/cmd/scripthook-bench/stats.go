@@ -104,9 +104,9 @@ func perCall(f func(*sample) float64) func(*sample) float64 {
 // traceBase is the untraced contender a traced one is compared to.
 func traceBase(c contender) (contender, bool) {
 	switch c {
-	case cEvalOtel, cEvalOtelNoStmt, cHookOff, cEvalControl:
+	case cEvalOtel, cEvalOtelNoStmt, cHookOff, cEvalControl, cEvalOtelNever:
 		return cEval, true
-	case cHookTraced:
+	case cHookTraced, cHookNever:
 		return cHookOff, true
 	}
 	return 0, false

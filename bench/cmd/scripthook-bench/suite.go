@@ -310,6 +310,7 @@ type suite struct {
 	srv     *server
 	admin   *redis.Client
 	tp      *sdktrace.TracerProvider
+	tpNever *sdktrace.TracerProvider // samples nothing
 	spans   *spanCounter
 	probe   *probe
 	scripts map[int]*workloadScript
@@ -329,6 +330,7 @@ func (s *suite) logf(format string, args ...any) {
 func newSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
 	s := &suite{cfg: cfg, srv: srv, spans: &spanCounter{}, scripts: map[int]*workloadScript{}}
 	s.tp = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(s.spans))
+	s.tpNever = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(s.spans))
 	s.admin = redis.NewClient(&redis.Options{Addr: srv.Addr})
 	s.probe = &probe{serverPID: srv.PID, spans: s.spans.n.Load, info: s.serverInfo}
 	if err := s.admin.Ping(ctx).Err(); err != nil {
@@ -341,6 +343,7 @@ func newSuite(ctx context.Context, cfg *config, srv *server) (*suite, error) {
 func (s *suite) close() {
 	_ = s.admin.Close()
 	_ = s.tp.Shutdown(context.Background())
+	_ = s.tpNever.Shutdown(context.Background())
 }
 
 // script returns the shared script of a size.
@@ -432,6 +435,10 @@ func shortName(c contender) string {
 		return "hook-off"
 	case cHookTraced:
 		return "hook-traced"
+	case cEvalOtelNever:
+		return "otel-never"
+	case cHookNever:
+		return "hook-never"
 	}
 	return "?"
 }
@@ -468,7 +475,7 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 	for i := range workers {
 		workers[i] = &worker{}
 	}
-	opts := instOpts{tp: s.tp, auto: r.auto, fips: fips140.Enforced()}
+	opts := instOpts{tp: s.tp, tpNever: s.tpNever, auto: r.auto, fips: fips140.Enforced()}
 
 	var between func() error
 	if r.neighbour > 0 {

@@ -58,6 +58,9 @@ func checkTargets(s *suite) []verdict {
 					vs = append(vs, traceVerdict(r, ht, ot, ctl))
 				}
 			}
+			if hn, on := findAgg(as, cHookNever), findAgg(as, cEvalOtelNever); hn != nil && on != nil {
+				vs = append(vs, traceVerdict(r, hn, on, ctl))
+			}
 			continue
 		}
 		h, lim, ev := findAgg(as, cScripthook), findAgg(as, cEvalSha), findAgg(as, cEval)
@@ -156,8 +159,11 @@ func wireVerdicts(r *row, h, ev *agg) []verdict {
 // whose per-round difference to Eval is what no difference looks like.
 func traceVerdict(r *row, ht, ot, ctl *agg) verdict {
 	target := "scripthook span overhead ≤ redisotel's"
-	if ot.c == cEvalOtelNoStmt {
+	switch ot.c {
+	case cEvalOtelNoStmt:
 		target += " (redisotel with db.statement off)"
+	case cEvalOtelNever:
+		target += " (both on a provider that samples nothing)"
 	}
 	v := verdict{row: r.fullLabel(), target: target}
 	v.result = fmt.Sprintf("scripthook %s µs/call wall, %s µs/call client CPU, %s allocs/call; redisotel %s µs/call wall, %s µs/call client CPU, %s allocs/call",
@@ -168,7 +174,7 @@ func traceVerdict(r *row, ht, ot, ctl *agg) verdict {
 		v.result += fmt.Sprintf("; A/A control (Eval vs Eval) %s µs/call client CPU (IQR %s…%s), %s µs/call wall (IQR %s…%s)",
 			fmtSigned(ctl.dCPU.med), fmtSigned(ctl.dCPU.q1), fmtSigned(ctl.dCPU.q3), fmtSigned(ctl.dWall.med), fmtSigned(ctl.dWall.q1), fmtSigned(ctl.dWall.q3))
 	}
-	if ht.spans < 0.001 {
+	if ht.spans < 0.001 && ht.c != cHookNever {
 		v.detail = "scripthook recorded no spans in this build, so its overhead is that of a disabled tracer; the target cannot be judged."
 		return v
 	}
