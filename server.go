@@ -26,8 +26,10 @@ type server struct {
 	// bounds it (see WithCacheSize).
 	pins     int
 	pinLimit int
-	// evicts: the server was seen to evict a script the hook did not pin
-	// (Redis 7.4+, Valkey 8). Kept across resets: it is the server's way.
+	// evicts: a script believed present met NOSCRIPT with no flush,
+	// restart or reconnect seen: an eviction (Redis 7.4+, Valkey 8), or
+	// another client's SCRIPT FLUSH, which looks the same. Either way
+	// unpinned scripts are at risk there (see risky). Kept across resets.
 	evicts atomic.Bool
 	// limit bounds slots: past it, slots not in use are dropped (a dropped
 	// slot costs at most one body later, never a wrong result).

@@ -271,11 +271,11 @@ func countingDialer(w *wireCounter) func(ctx context.Context, network, addr stri
 
 // instOpts are the row's settings a contender's client depends on.
 type instOpts struct {
-	tp   trace.TracerProvider // the SDK provider of the tracing rows
+	tp trace.TracerProvider // the SDK provider of the tracing rows
 	// tpNever is an SDK provider that samples nothing.
 	tpNever trace.TracerProvider
-	auto bool                 // go-redis contenders go through rdb.AutoPipeline()
-	fips bool                 // the process runs under GODEBUG=fips140=only
+	auto    bool // go-redis contenders go through rdb.AutoPipeline()
+	fips    bool // the process runs under GODEBUG=fips140=only
 }
 
 // newInstance builds contender c's client for scripts against addr.
