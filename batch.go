@@ -144,13 +144,20 @@ func (e *engine) scan(items []item, cmds []redis.Cmder) (tx, relevant, nested bo
 			it.blind = region >= 0 || (tx && e.cluster)
 			it.s = e.resolve(&sc, w)
 		case k.isFCall() && caller:
-			// Not rewritten; taken apart only for its child span.
+			// Never rewritten: taken apart for its child span, and for
+			// the library the hook may have to load (fnbatch.go).
 			sc, ok := parseScript(k, it.orig.Args())
 			if !ok {
 				it.k = kindOther
 				continue
 			}
 			it.call = sc.info()
+			it.region = region
+			if it.lib = e.sh.libs.forFunction(sc.function); it.lib != nil {
+				relevant = true
+			}
+		case k == kindFunction:
+			relevant = true
 			it.region = region
 		default:
 			if region >= 0 {
@@ -186,24 +193,44 @@ func (e *engine) sendChunk(ctx context.Context, items []item, cmds []redis.Cmder
 	p := &batchPlan{items: items, tx: tx}
 	e.group(p)
 	br.scripts += p.scripts
-	if !e.sh.cfg.rewrite {
+	if !e.sh.cfg.rewrite && !p.fcalls {
 		// Sent as written; only the bodies that go out are counted.
 		err := next(ctx, cmds)
 		e.settle(p, br)
+		e.fnEffects(p)
 		br.recordAll(items)
 		return err
 	}
-	e.decide(p)
+	if e.sh.cfg.rewrite {
+		e.decide(p)
+	}
+	defer e.abandonFns(p)
+	if err := e.fnPlan(ctx, p); err != nil {
+		for _, c := range cmds {
+			c.SetErr(err)
+		}
+		return err
+	}
 	e.build(p, cmds)
 	setActive(p.out, true)
 	err := next(ctx, p.out)
 	setActive(p.out, false)
 	e.settle(p, br)
+	if !e.sh.cfg.rewrite {
+		for i := range items {
+			if items[i].k.isScript() {
+				items[i].failed = false // sent as written, and left so
+			}
+		}
+	}
 	if !tx {
 		if rerr, retried := e.retry(ctx, p, next, br); retried && rerr != nil && !isRedisError(rerr) {
 			err = rerr
 		}
+	} else {
+		e.loadAfterTx(ctx, p, next, br)
 	}
+	e.fnEffects(p)
 	e.passNoScript(p)
 	br.recordAll(items)
 	return err
@@ -229,6 +256,8 @@ func setActive(out []redis.Cmder, on bool) {
 		case *rewritten:
 			c.active.Store(on)
 		case *loadCmd:
+			c.active.Store(on)
+		case *fnLoadCmd:
 			c.active.Store(on)
 		}
 	}

@@ -63,11 +63,12 @@ func (e *engine) build(p *batchPlan, cmds []redis.Cmder) {
 			p.items[u.first].loaded = true
 		}
 	}
+	changed = changed || len(p.fnLoads) > 0
 	if !changed && rewrites == 0 {
 		p.out = cmds
 		return
 	}
-	p.out = make([]redis.Cmder, 0, len(cmds)+len(p.uses)+3)
+	p.out = make([]redis.Cmder, 0, len(cmds)+len(p.uses)+len(p.fnLoads)+3)
 	var ws []rewritten
 	var args []interface{}
 	if rewrites > 0 {
@@ -85,6 +86,11 @@ func (e *engine) build(p *batchPlan, cmds []redis.Cmder) {
 		for _, u := range p.uses {
 			if u.carrier != nil && u.at == i {
 				p.insertCarrier(u.carrier)
+			}
+		}
+		for _, c := range p.fnLoads {
+			if c.at == i {
+				p.insertCarrier(c.cmd)
 			}
 		}
 		if it.form == sentAsWritten {
@@ -121,9 +127,9 @@ func (e *engine) build(p *batchPlan, cmds []redis.Cmder) {
 	}
 }
 
-// insertCarrier appends a SCRIPT LOAD, before an ASKING appended just
-// before it.
-func (p *batchPlan) insertCarrier(c *loadCmd) {
+// insertCarrier appends a SCRIPT LOAD or FUNCTION LOAD, before an ASKING
+// appended just before it.
+func (p *batchPlan) insertCarrier(c redis.Cmder) {
 	if n := len(p.out); n > 0 && classify(p.out[n-1].Args()) == kindAsking {
 		p.out = append(p.out, p.out[n-1])
 		p.out[n-1] = c

@@ -17,6 +17,8 @@ const (
 	capLoad
 	capEval
 	capEvalRO
+	// capFunctionLoad: the hook's own FUNCTION LOAD of a registered library.
+	capFunctionLoad
 	numCaps
 )
 
@@ -38,6 +40,8 @@ func (c capability) aclName() string {
 		return "eval"
 	case capEvalRO:
 		return "eval_ro"
+	case capFunctionLoad:
+		return "function|load"
 	}
 	return "script|load"
 }

@@ -13,6 +13,8 @@ func (e *engine) group(p *batchPlan) {
 			continue
 		}
 		if !it.k.isScript() {
+			p.fcalls = p.fcalls || it.lib != nil
+			p.fnChange = p.fnChange || it.k == kindFunction
 			continue
 		}
 		p.scripts++

@@ -32,6 +32,10 @@ type shared struct {
 	claimed registry
 	// hints is what the servers said about the user's permissions.
 	hints capHints
+	// libs are the function libraries given to RegisterLibrary; fns counts
+	// what the hook did for them.
+	libs libraries
+	fns  fnCounters
 }
 
 // New returns a Hook configured by opts.
@@ -62,6 +66,27 @@ func (sh *shared) newServerState() *server {
 // SHA1 is learned from the first server that loads the script.
 func (h *Hook) Register(name, src string) string {
 	return h.sh.cache.register(name, src).hex()
+}
+
+// RegisterLibrary remembers a function library (Redis 7 Functions) and
+// returns its name, read from its first line, "#!lua name=<library>". From
+// then on, on every server a client of the Hook calls one of its functions
+// (FCALL, FCALL_RO; singly, in pipelines and transactions), the hook makes
+// sure the server holds this code: before the first such call on each
+// server it sends FUNCTION LOAD REPLACE with the code (once per server, and
+// again after a restart, a failover or a FUNCTION FLUSH it saw), and a call
+// answered "Function not found" is repaired once, on that same server (see
+// README for pipelines and transactions). Registering changed code under the
+// same name replaces the library the same way on every server, before the
+// next call there. The functions are those the code registers by a literal
+// name; it is an error when there is none, when the header is missing or
+// malformed, or when another registered library has one of the functions.
+func (h *Hook) RegisterLibrary(code string) (string, error) {
+	l, err := h.sh.libs.register(code)
+	if err != nil {
+		return "", err
+	}
+	return l.name, nil
 }
 
 // DialHook is the redis.Hook method for AddHook; see Hook.

@@ -45,6 +45,9 @@ func newMetrics(cfg *config, sh *shared) *metrics {
 	loads := counter("scripthook.loads", "{command}", "SCRIPT LOAD commands scripthook sent.")
 	rewritten := counter("scripthook.commands.rewritten", "{command}", "EVAL commands sent as EVALSHA.")
 	saved := counter("scripthook.request.bytes_saved", "By", "Request bytes not sent thanks to EVALSHA.")
+	fnLoads := counter("scripthook.function.loads", "{command}", "FUNCTION LOAD commands scripthook sent for registered libraries.")
+	fnRepaired := counter("scripthook.function.repaired", "{reply}", "\"Function not found\" replies scripthook repaired.")
+	fnPassed := counter("scripthook.function.passed", "{reply}", "\"Function not found\" replies for registered libraries that reached the caller.")
 	system := metric.WithAttributes(semconv.DBSystemNameRedis)
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := &sh.stats
@@ -55,8 +58,11 @@ func newMetrics(cfg *config, sh *shared) *metrics {
 		o.ObserveInt64(loads, st.loads.Load(), system)
 		o.ObserveInt64(rewritten, st.rewritten.Load(), system)
 		o.ObserveInt64(saved, st.bytesSaved.Load(), system)
+		o.ObserveInt64(fnLoads, sh.fns.loads.Load(), system)
+		o.ObserveInt64(fnRepaired, sh.fns.repaired.Load(), system)
+		o.ObserveInt64(fnPassed, sh.fns.passed.Load(), system)
 		return nil
-	}, repaired, evicted, passed, bodies, loads, rewritten, saved)
+	}, repaired, evicted, passed, bodies, loads, rewritten, saved, fnLoads, fnRepaired, fnPassed)
 	if err != nil {
 		otel.Handle(err)
 	}

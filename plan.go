@@ -43,6 +43,8 @@ type item struct {
 	// region is the index of the MULTI the caller wrote that this command
 	// is inside (the MULTI itself included), or -1.
 	region int
+	// lib is the registered library of an FCALL's function, or nil.
+	lib *library
 }
 
 // callInfo is what later stages need of a scriptCall: no body, which may
@@ -128,6 +130,15 @@ type batchPlan struct {
 	askSHA, askSHARO, askLoad bool
 	probes                    []*redis.Cmd
 	out                       []redis.Cmder
+	// fcalls: the batch calls functions of registered libraries;
+	// fnChange: it holds a FUNCTION FLUSH, DELETE, LOAD or RESTORE of the
+	// caller's, after which the hook adds no load and retries no call.
+	// fnLoads are the hook's loads in the batch, fnAfter those that follow
+	// a transaction (see fnbatch.go).
+	fcalls, fnChange bool
+	fnLoads, fnAfter []*fnCarrier
+	// fnGen is each library's belief generation when the batch was planned.
+	fnGen map[*library]uint64
 }
 
 // itemPool recycles the plan's own bookkeeping. Only the plan's items go

@@ -16,6 +16,10 @@ const (
 	noScriptValkey = "NOSCRIPT No matching script." // Valkey 8
 	noPermSuffix   = " has no permissions to run the '"
 	compilePrefix  = "ERR Error compiling script"
+	// noFunction is FCALL's and FCALL_RO's reply for a function the server
+	// does not have, given before anything runs.
+	noFunction     = "ERR Function not found"
+	readOnlyPrefix = "READONLY "
 )
 
 // isNoScript reports the server's NOSCRIPT reply: the script named by an
@@ -28,6 +32,17 @@ func isNoScript(err error) bool {
 	}
 	msg := err.Error()
 	return (msg == noScriptRedis || msg == noScriptValkey) && isRedisError(err)
+}
+
+// isNoFunction reports the server's reply to an FCALL of a function it
+// does not have: nothing ran.
+func isNoFunction(err error) bool {
+	return err != nil && err.Error() == noFunction && isRedisError(err)
+}
+
+// isReadOnly reports a replica's refusal of a write.
+func isReadOnly(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), readOnlyPrefix) && isRedisError(err)
 }
 
 // isDenied reports the server's refusal to run a command the user lacks

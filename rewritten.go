@@ -42,6 +42,8 @@ func ours(cmd redis.Cmder, owner *shared) bool {
 		return c.owner == owner && c.active.Load()
 	case *loadCmd:
 		return c.owner == owner && c.active.Load()
+	case *fnLoadCmd:
+		return c.owner == owner && c.active.Load()
 	}
 	return false
 }
@@ -96,6 +98,20 @@ type loadCmd struct {
 
 func newLoadCmd(sh *shared, s *script) *loadCmd {
 	c := &loadCmd{StringCmd: redis.NewStringCmd(context.Background(), "script", "load", s.body), s: s}
+	c.owner = sh
+	return c
+}
+
+// fnLoadCmd is the hook's own FUNCTION LOAD REPLACE of a registered
+// library, never the caller's.
+type fnLoadCmd struct {
+	*redis.StringCmd
+	lib *library
+	mark
+}
+
+func newFnLoadCmd(sh *shared, lib *library) *fnLoadCmd {
+	c := &fnLoadCmd{StringCmd: redis.NewStringCmd(context.Background(), lib.load...), lib: lib}
 	c.owner = sh
 	return c
 }

@@ -56,7 +56,7 @@ func (c *clientHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (c *clientHook) process(ctx context.Context, cmd redis.Cmder, k kind, next redis.ProcessHook) error {
 	if k.isFCall() {
-		return c.sh.tel.traceFCall(ctx, cmd, k, c.db, c.srv, next)
+		return c.sh.tel.traceFCall(ctx, cmd, k, c.db, c.srv, next, c.runFCall)
 	}
 	if !k.isScript() {
 		return c.control(ctx, cmd, k, next)
@@ -134,11 +134,9 @@ func (n *nodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		k := classify(args)
 		if !k.isScript() {
 			if k.isFCall() {
-				if top, ok := ctx.Value(runKey{}).(*run); ok {
-					top.srv = n.srv
-				}
+				return n.fcall(ctx, cmd, k, next)
 			}
-			if k == kindOther || k.isFCall() {
+			if k == kindOther {
 				return next(ctx, cmd)
 			}
 			return n.control(ctx, cmd, k, next)
@@ -154,6 +152,20 @@ func (n *nodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		return n.runScript(ctx, orig, &sc, s, next, r)
 	}
+}
+
+// fcall runs a node's FCALL, reporting to the top hook's span.
+func (n *nodeHook) fcall(ctx context.Context, cmd redis.Cmder, k kind, next redis.ProcessHook) error {
+	sc, ok := parseScript(k, cmd.Args())
+	if !ok {
+		return next(ctx, cmd)
+	}
+	var local run
+	r := &local
+	if top, ok := ctx.Value(runKey{}).(*run); ok {
+		r = top
+	}
+	return n.runFCall(ctx, cmd, &sc, next, r)
 }
 
 func (n *nodeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -180,7 +192,7 @@ func (t *topHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		k := classify(args)
 		if k.isFCall() {
-			return t.sh.tel.traceFCall(ctx, cmd, k, t.db, nil, next)
+			return t.sh.tel.traceFCall(ctx, cmd, k, t.db, nil, next, passFCall)
 		}
 		if !k.isScript() {
 			return next(ctx, cmd)

@@ -49,6 +49,13 @@ type server struct {
 	addr atomic.Pointer[string]
 	// cached reports whether the Hook's cache still holds a script.
 	cached func(sha string) bool
+	// fns is what the server holds of the registered function libraries
+	// (see fnserver.go), by library name; fnEpoch counts its resets.
+	fns     map[string]*fnSlot
+	fnEpoch uint64
+	// replica: the server refused the hook's FUNCTION LOAD as a read-only
+	// replica; it gets libraries by replication, never from the hook.
+	replica atomic.Bool
 }
 
 // belief is what the hook thinks a server has of one script.
@@ -190,6 +197,8 @@ func (sv *server) dialled(addr string) {
 	}
 	if sv.lost.Swap(0) > 0 {
 		sv.reset()
+		sv.resetFns()
+		sv.replica.Store(false)
 		// A refusal is asked again after a reconnect: an ACL change
 		// often comes with its clients' connections killed.
 		for c := range sv.caps {

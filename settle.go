@@ -60,10 +60,11 @@ func (e *engine) settle(p *batchPlan, br *batchRun) {
 	for _, c := range p.probes {
 		e.settleProbe(c)
 	}
+	e.settleFns(p)
 	st.bodiesSent.Add(int64(bodies))
 	st.rewritten.Add(rewritten)
 	st.bytesSaved.Add(saved)
-	br.bodies += bodies
+	br.bodies += bodies + len(p.fnLoads) // settleFns counted the loads in Stats
 	br.rewritten += int(rewritten)
 }
 
@@ -202,7 +203,7 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 	for i := first; i < len(p.items); i++ {
 		it := &p.items[i]
 		if it.failed {
-			again = append(again, item{cmd: it.cmd, orig: it.orig, k: it.k, call: it.call, s: it.s, region: -1, index: i})
+			again = append(again, item{cmd: it.cmd, orig: it.orig, k: it.k, call: it.call, s: it.s, lib: it.lib, region: -1, index: i})
 			continue
 		}
 		if ok(it.orig.Err()) {
@@ -212,6 +213,10 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 	rp := &batchPlan{items: again}
 	e.group(rp)
 	e.decide(rp)
+	defer e.abandonFns(rp)
+	if err := e.fnPlan(ctx, rp); err != nil {
+		return err, true // the caller's context ended: the errors stay
+	}
 	for _, u := range rp.uses {
 		// What the plan would send as written is a caller's EVALSHA that
 		// just met NOSCRIPT (a short body, no SCRIPT LOAD possible): sent
@@ -257,9 +262,13 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 		if !again[i].failed && (ok(again[i].orig.Err()) || isRedisError(again[i].orig.Err())) {
 			repaired++ // it ran this time
 			p.items[again[i].index].repaired = true
+			if again[i].k.isFCall() {
+				e.sh.fns.repaired.Add(1)
+			} else {
+				e.sh.stats.repaired.Add(1)
+			}
 		}
 	}
-	e.sh.stats.repaired.Add(int64(repaired))
 	br.repaired += repaired
 	for i := range p.items {
 		p.items[i].failed = false

@@ -351,6 +351,30 @@ func (e *engine) control(ctx context.Context, cmd redis.Cmder, k kind, next redi
 		}
 	case kindExec, kindDiscard:
 		e.srv.closeMulti()
+	case kindFunction:
+		if err == nil {
+			e.functionChanged(cmd.Args())
+		}
 	}
 	return err
+}
+
+// functionChanged records what a caller's successful FUNCTION FLUSH,
+// DELETE, LOAD or RESTORE changed on the server.
+func (e *engine) functionChanged(args []interface{}) {
+	sub, _ := word(args[1])
+	switch {
+	case equalFold(sub, "delete"):
+		if len(args) >= 3 {
+			if name, ok := textArg(args[2]); ok {
+				e.srv.dropFn(name)
+			}
+		}
+	case equalFold(sub, "load"):
+		if name := libraryOf(args); name != "" {
+			e.srv.callerLoaded(name, &e.sh.libs)
+		}
+	default: // FLUSH, RESTORE
+		e.srv.resetFns()
+	}
 }

@@ -59,8 +59,10 @@ func (t *telemetry) startScript(ctx context.Context, sc *scriptCall, s *script, 
 	return ctx, sp
 }
 
-// traceFCall observes a function call that goes to the server as written.
-func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db string, srv *server, next redis.ProcessHook) error {
+// traceFCall observes a function call, which do runs (the engine, or, under
+// a top hook, the chain down to the node hook).
+func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db string, srv *server, next redis.ProcessHook,
+	do func(context.Context, redis.Cmder, *scriptCall, redis.ProcessHook, *run) error) error {
 	sc, ok := parseScript(k, cmd.Args())
 	if !ok {
 		return next(ctx, cmd)
@@ -70,9 +72,14 @@ func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db 
 	if srv == nil && sp.t != nil {
 		ctx = context.WithValue(ctx, runKey{}, r) // the node hook reports the node
 	}
-	err := next(ctx, cmd)
+	err := do(ctx, cmd, &sc, next, r)
 	sp.end(r, err)
 	return err
+}
+
+// passFCall is traceFCall's do under a top hook: the node hook below works.
+func passFCall(ctx context.Context, cmd redis.Cmder, _ *scriptCall, next redis.ProcessHook, _ *run) error {
+	return next(ctx, cmd)
 }
 
 // procName is db.stored_procedure.name, bounded (see nameBound): for a

@@ -30,6 +30,15 @@ type Stats struct {
 	BytesSaved int64
 	// Scripts is how many script bodies the hook remembers now.
 	Scripts int
+	// FunctionLoads counts the hook's own FUNCTION LOAD REPLACE commands of
+	// registered libraries (each also counts in BodiesSent).
+	FunctionLoads int64
+	// FunctionRepaired counts "Function not found" replies the caller never
+	// saw because the hook loaded the library and ran the call again.
+	FunctionRepaired int64
+	// FunctionNotFoundPassed counts "Function not found" replies for
+	// functions of registered libraries that reached the caller.
+	FunctionNotFoundPassed int64
 }
 
 // counters are the live values behind Stats.
@@ -55,5 +64,9 @@ func (h *Hook) Stats() Stats {
 		NoScriptPassed:   c.noScriptPassed.Load(),
 		BytesSaved:       c.bytesSaved.Load(),
 		Scripts:          h.sh.cache.len(),
+
+		FunctionLoads:          h.sh.fns.loads.Load(),
+		FunctionRepaired:       h.sh.fns.repaired.Load(),
+		FunctionNotFoundPassed: h.sh.fns.passed.Load(),
 	}
 }

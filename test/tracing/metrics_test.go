@@ -38,6 +38,13 @@ func TestMetricsCounters(t *testing.T) {
 	r.FlushScripts(t)
 	require.NoError(t, r.Hooked.Eval(ctx, incrBody, k, 1).Err())
 	require.Error(t, r.Hooked.EvalSha(ctx, testkit.SHA1("return 'nobody loaded this'"), nil).Err())
+	// A registered library: preloaded before its first FCALL, loaded again
+	// after another client's FUNCTION FLUSH, the call repaired.
+	_, err := h.RegisterLibrary("#!lua name=metricslib\nredis.register_function('metrics_f', function() return 7 end)")
+	require.NoError(t, err)
+	require.NoError(t, r.Hooked.FCall(ctx, "metrics_f", nil).Err())
+	require.NoError(t, r.Plain.FunctionFlush(ctx).Err())
+	require.Equal(t, int64(7), r.Hooked.FCall(ctx, "metrics_f", nil).Val())
 
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(ctx, &rm))
@@ -64,12 +71,16 @@ func TestMetricsCounters(t *testing.T) {
 		"scripthook.bodies.sent":         st.BodiesSent,
 		"scripthook.commands.rewritten":  st.Rewritten,
 		"scripthook.request.bytes_saved": st.BytesSaved,
+		"scripthook.function.loads":      st.FunctionLoads,
+		"scripthook.function.repaired":   st.FunctionRepaired,
+		"scripthook.function.passed":     st.FunctionNotFoundPassed,
 	}, got, "the counters are Stats")
 	assert.Equal(t, scripthook.Stats{
 		NoScriptRepaired: 1, Evicted: 1, NoScriptPassed: 1, Loads: 1,
-		BodiesSent: 2, // the cold EVAL, the repair's SCRIPT LOAD
+		BodiesSent: 4, // the cold EVAL, the repair's SCRIPT LOAD, two FUNCTION LOADs
 		Rewritten:  3, // the warm call, the repair's EVALSHA that met NOSCRIPT and the one after the load
 		BytesSaved: st.BytesSaved, Scripts: 1,
+		FunctionLoads: 2, FunctionRepaired: 1,
 	}, st)
 	assert.Positive(t, st.BytesSaved)
 }
