@@ -8,7 +8,11 @@
 // flushed halfway, by another client), pipelines and MULTI/EXEC
 // transactions. It ends with a sample of the hook run's spans (the first
 // calls, the repaired one, the first pipeline and transaction) as a text
-// waterfall on one time axis.
+// waterfall on one time axis. On a server with Redis 7 Functions it then
+// calls the same rate limiter as a function with FCALL, removes the library
+// by FUNCTION FLUSH halfway (FUNCTION DELETE of its own library where the
+// server holds others) and shows the plain client's "Function not found"
+// against the hook's repair.
 //
 // Usage:
 //
@@ -83,7 +87,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	printReport(stdout, tgt.desc, cfg, plain, hooked)
 	printWaterfall(stdout, tr)
 
-	return verdict(stderr, plain, hooked)
+	status = verdict(stderr, plain, hooked)
+	if !tgt.hasFunctions(ctx) {
+		fmt.Fprintf(stdout, "\nFunctions: skipped, %s has no FUNCTION command (run with -addr or -cluster against Redis 7+)\n", tgt.desc)
+		return status
+	}
+	fplain, fhooked, how, ferr := runFunctions(ctx, tgt)
+	if ferr != nil {
+		return fail(stderr, fmt.Errorf("functions: %w", ferr))
+	}
+	printFunctions(stdout, fplain, fhooked, how)
+	if fhooked.errors > 0 {
+		status = fail(stderr, fmt.Errorf("functions, hook run: %d errors, the first: %v", fhooked.errors, fhooked.firstErr))
+	}
+	return status
 }
 
 // runBoth runs the workload without and then with the hook.

@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 func TestMiniredis(t *testing.T) {
 	out := runOK(t)
 	checkReport(t, out, defaultSingle, standalone)
+	if !strings.Contains(out, "Functions: skipped, embedded miniredis has no FUNCTION command") {
+		t.Errorf("the functions part does not say it was skipped:\n%s", out)
+	}
 }
 
 // TestRealRedis runs the demo against a real redis-server with -addr, on a
@@ -38,6 +41,7 @@ func TestRealRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	out := runOK(t, "-addr", srv.Addr, "-db", "2", "-n", "50")
 	checkReport(t, out, 50, standalone)
+	checkFunctions(t, out, 1)
 	if !strings.Contains(out, "Redis "+srv.Addr+", db 2") {
 		t.Errorf("header does not name the server:\n%s", out)
 	}
@@ -86,6 +90,38 @@ func TestCluster(t *testing.T) {
 		masters[singleTenant(i)] = node.Options().Addr
 	}
 	checkReport(t, out, defaultSingle, func(tenant string) string { return masters[tenant] })
+	checkFunctions(t, out, 3)
+	libs, err := cc.FunctionList(context.Background(), redis.FunctionListQuery{}).Result()
+	if err != nil || len(libs) != 0 {
+		t.Errorf("libraries left behind: %v %v", libs, err)
+	}
+}
+
+// checkFunctions reads the functions part of the report: the plain client
+// meets "Function not found" for every call after the flush; the hook's
+// client meets none, with two loads (the first call's, the repair's) on the
+// one server its calls go to and one repair.
+func checkFunctions(t *testing.T, out string, masters int) {
+	t.Helper()
+	if !strings.Contains(out, fmt.Sprintf("Functions: %d FCALLs of library %s; FUNCTION FLUSH by another client after %d of them", fnCalls, libName, fnCalls/2)) {
+		t.Errorf("no functions header:\n%s", out)
+	}
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && (f[0] == "plain" || f[0] == "hook") && f[1] == fmt.Sprint(fnCalls) {
+			rows[f[0]] = f
+		}
+	}
+	want := map[string][]string{
+		"plain": {"plain", fmt.Sprint(fnCalls), fmt.Sprint(fnCalls / 2), fmt.Sprint(masters), "-", "ERR", "Function", "not", "found"},
+		"hook":  {"hook", fmt.Sprint(fnCalls), "0", "2", "1"},
+	}
+	for name, w := range want {
+		if strings.Join(rows[name], " ") != strings.Join(w, " ") {
+			t.Errorf("functions row %s = %q, want %q", name, rows[name], w)
+		}
+	}
 }
 
 func TestUnreachable(t *testing.T) {
