@@ -15,10 +15,12 @@ import (
 // found" anyway is re-sent with the load by the pipeline retry when order
 // allows (settle.go); otherwise the caller gets the server's error and the
 // library is loaded ahead of the next batch that needs it. A transaction
-// cannot carry anything the hook adds (go-redis reads the first reply as
-// MULTI's, and a refused command queued inside would abort it all): the
-// load follows it instead, as a transaction of its own on the same
-// connection, so the next one finds the library.
+// carries the load inside its MULTI only where the server cannot refuse it
+// while queuing (txMayLoadFns: a refused command queued inside would abort
+// it all); otherwise, and after a transaction that met "Function not
+// found", the load follows it, as a transaction of its own on the same
+// connection (nothing can go before the caller's: an EXEC of the hook's
+// would end the caller's WATCH), so the next one finds the library.
 
 // fnCarrier is the hook's FUNCTION LOAD in a batch, placed before item at.
 type fnCarrier struct {
@@ -37,7 +39,7 @@ var errNotSent = errors.New("scripthook: function load not sent")
 // other's loads would wait forever); a library another caller starts
 // loading after that goes without, and is repaired like any miss.
 func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
-	if !p.fcalls || p.fnChange || p.tx || e.srv.openMulti.Load() > 0 || !e.srv.mayLoadFns() || ctx.Value(inLoadKey{}) != nil {
+	if !p.fcalls || p.fnChange || p.tx && !e.txMayLoadFns() || e.srv.openMulti.Load() > 0 || !e.srv.mayLoadFns() || ctx.Value(inLoadKey{}) != nil {
 		return nil
 	}
 	need := func(it *item) bool {
@@ -81,6 +83,19 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 		it.loaded = true
 	}
 	return nil
+}
+
+// txMayLoadFns reports whether a go-redis transaction may carry the hook's
+// FUNCTION LOAD inside its MULTI, before the first call that needs it. Only
+// where nothing of it can abort the caller's transaction: never on a
+// ClusterClient node (go-redis reads that transaction's replies into the
+// caller's commands by position), and only once this server itself has
+// shown that the user may run FUNCTION LOAD and that it is a primary (a
+// NOPERM or READONLY while queuing would abort it all; another server's
+// answer is not enough here). Before that the transaction goes as written
+// and loadAfterTx loads what it needed, so the next one finds it.
+func (e *engine) txMayLoadFns() bool {
+	return !e.cluster && e.srv.caps[capFunctionLoad].Load() == capYes && !e.srv.replica.Load()
 }
 
 // fnCarrying reports whether the batch loads lib already.

@@ -365,6 +365,39 @@ func TestFunctionTransactions(t *testing.T) {
 	m, err := r.Admin.Get(ctx, "n").Int64()
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), m, "no transaction ran twice")
+
+	// Once the server has shown that the user may load functions, a
+	// transaction that needs the library carries the load inside its MULTI
+	// (here after the caller's own FUNCTION DELETE): it works the first
+	// time, in one round trip.
+	require.NoError(t, r.Hooked.FunctionDelete(ctx, "counter").Err())
+	r.ResetStats(t)
+	cmds, err = tx(r.Hooked)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), cmds[1].(*redis.Cmd).Val())
+	assert.Equal(t, int64(1), r.Calls(t, "function|load"))
+	assert.Equal(t, int64(1), r.Calls(t, "exec"), "no transaction of the hook's")
+
+	// The load inside a Watch transaction leaves WATCH as it was: a change
+	// to the watched key aborts it all, the load included, as plain.
+	require.NoError(t, r.Hooked.FunctionDelete(ctx, "counter").Err())
+	err = r.Hooked.Watch(ctx, func(t *redis.Tx) error {
+		if err := r.Admin.Incr(ctx, "k").Err(); err != nil {
+			return err
+		}
+		_, err := t.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.FCall(ctx, "fincr", []string{"k"}, 1)
+			return nil
+		})
+		return err
+	}, "k")
+	assert.ErrorIs(t, err, redis.TxFailedErr)
+	n, err = r.Admin.Get(ctx, "k").Int64()
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), n, "the function did not run")
+	n, err = r.Hooked.FCall(ctx, "fincr", []string{"k"}, 1).Int64()
+	require.NoError(t, err, "the next call loads it")
+	assert.Equal(t, int64(5), n)
 }
 
 // FUNCTION commands of the caller's own change what the hook believes:
