@@ -57,17 +57,6 @@ func (ls *libraries) current(name string) *library {
 	return ls.byName[name]
 }
 
-// all returns the current libraries.
-func (ls *libraries) all() []*library {
-	ls.mu.RLock()
-	defer ls.mu.RUnlock()
-	out := make([]*library, 0, len(ls.byName))
-	for _, l := range ls.byName {
-		out = append(out, l)
-	}
-	return out
-}
-
 // register publishes a library. The same code under the same name changes
 // nothing; a changed one replaces the old version for every server.
 func (ls *libraries) register(code string) (*library, error) {
