@@ -37,6 +37,12 @@ const (
 	cHookTraced     // scripthook, WithTracerProvider(sdk)
 	cEvalOtelNever  // redisotel on an SDK provider that samples nothing
 	cHookNever      // scripthook on an SDK provider that samples nothing
+
+	// FCALL rows (Redis 7 Functions).
+	cFcall        // go-redis FCall, the library loaded by hand before the row: the reference
+	cFcallControl // a second, identical plain FCall: the FCALL rows' A/A control
+	cFcallHook    // the same FCall on a client with scripthook and the library registered
+	cFcallRueidis // rueidis Do(B().Fcall()...)
 )
 
 // mainContenders are compared on every row but the tracing rows.
@@ -50,10 +56,16 @@ var fipsContenders = []contender{cEval, cScripthook, cEvalSha, cControl, cRueidi
 // traceContenders are compared on the tracing rows.
 var traceContenders = []contender{cEval, cEvalControl, cEvalOtel, cEvalOtelNoStmt, cHookOff, cHookTraced, cEvalOtelNever, cHookNever}
 
+// fcallContenders are compared on the FCALL rows.
+var fcallContenders = []contender{cFcall, cFcallControl, cFcallHook, cFcallRueidis}
+
 // controlOf is the contender whose identical twin is the A/A control.
 func controlOf(c contender) contender {
-	if c == cEvalControl {
+	switch c {
+	case cEvalControl:
 		return cEval
+	case cFcallControl:
+		return cFcall
 	}
 	return cEvalSha
 }
@@ -86,12 +98,26 @@ func (c contender) String() string {
 		return "Eval + redisotel, never sampled"
 	case cHookNever:
 		return "scripthook, never sampled"
+	case cFcall:
+		return "FCALL, library preloaded"
+	case cFcallControl:
+		return "FCALL preloaded, A/A control"
+	case cFcallHook:
+		return "FCALL + scripthook"
+	case cFcallRueidis:
+		return "rueidis FCALL"
 	}
 	return "?"
 }
 
 // isControl reports an A/A control contender.
-func (c contender) isControl() bool { return c == cControl || c == cEvalControl }
+func (c contender) isControl() bool { return c == cControl || c == cEvalControl || c == cFcallControl }
+
+// isHook reports the contender that stands for scripthook in its row.
+func (c contender) isHook() bool { return c == cScripthook || c == cFcallHook }
+
+// isFcall reports a go-redis contender of the FCALL rows.
+func (c contender) isFcall() bool { return c == cFcall || c == cFcallControl || c == cFcallHook }
 
 // describe says exactly what the contender runs, for the method section.
 func (c contender) describe() string {
@@ -122,9 +148,30 @@ func (c contender) describe() string {
 		return "`redisotel.InstrumentTracing` (defaults) on an SDK provider with `sdktrace.NeverSample()`"
 	case cHookNever:
 		return "`scripthook.New(scripthook.WithTracerProvider(tp))` on an SDK provider with `sdktrace.NeverSample()`"
+	case cFcall:
+		return "`rdb.FCall(ctx, \"" + fcallFunction + "\", keys, arg)`, the library loaded once before the row with `FUNCTION LOAD REPLACE` from another client"
+	case cFcallControl:
+		return "a second client doing exactly what *FCALL, library preloaded* does: the FCALL rows' A/A control"
+	case cFcallHook:
+		return "the same `rdb.FCall` calls on a client with `rdb.AddHook(h)`, where `h := scripthook.New()` and `h.RegisterLibrary(code)` (defaults): the hook sends its own `FUNCTION LOAD REPLACE` before its first FCALL on the server, in the untimed warm-up"
+	case cFcallRueidis:
+		return "`client.Do(ctx, client.B().Fcall().Function(name).Numkeys(1).Key(key).Arg(arg).Build())` on a rueidis client with default options, the library preloaded as for plain FCALL"
 	}
 	return ""
 }
+
+// The FCALL rows' function library: the benchmark script as a function.
+const (
+	fcallLibName  = "scripthook_bench"
+	fcallFunction = "scripthook_bench_fn"
+)
+
+// fcallLibrary returns scriptResult(ARGV[1]) like every benchmark script.
+const fcallLibrary = "#!lua name=" + fcallLibName + "\n" +
+	"-- scripthook bench library: the benchmark script as a function\n" +
+	"redis.register_function('" + fcallFunction + "', function(keys, args)\n" +
+	"  return tonumber(args[1]) * 3 + 1\n" +
+	"end)\n"
 
 // workloadScript is one benchmark script: a deterministic function of
 // ARGV[1], padded with a Lua comment to the wanted size.
@@ -280,8 +327,12 @@ type instOpts struct {
 
 // newInstance builds contender c's client for scripts against addr.
 func newInstance(c contender, addr string, scripts []*workloadScript, o instOpts) (instance, error) {
-	if c == cRueidis {
-		return newRueidis(addr, scripts, o.fips)
+	if c == cRueidis || c == cFcallRueidis {
+		r, err := newRueidis(addr, scripts, o.fips)
+		if r != nil {
+			r.fcall = c == cFcallRueidis
+		}
+		return r, err
 	}
 	g := &goredisInst{c: c, scripts: scripts, shas: make([]string, len(scripts))}
 	if c == cScriptRun {
@@ -296,6 +347,12 @@ func newInstance(c contender, addr string, scripts []*workloadScript, o instOpts
 	switch c {
 	case cScripthook:
 		g.hook = scripthook.New()
+	case cFcallHook:
+		g.hook = scripthook.New()
+		if _, err := g.hook.RegisterLibrary(fcallLibrary); err != nil {
+			_ = g.rdb.Close()
+			return nil, fmt.Errorf("RegisterLibrary: %w", err)
+		}
 	case cHookOff:
 		g.hook = scripthook.New(scripthook.WithTracing(false))
 	case cHookTraced:
@@ -337,6 +394,7 @@ func newInstance(c contender, addr string, scripts []*workloadScript, o instOpts
 // AutoPipeliner.
 type scripter interface {
 	redis.Scripter
+	FCall(ctx context.Context, function string, keys []string, args ...interface{}) *redis.Cmd
 	Ping(ctx context.Context) *redis.StatusCmd
 }
 
@@ -385,6 +443,8 @@ func (g *goredisInst) ping(ctx context.Context) error { return g.cmd.Ping(ctx).E
 
 func (g *goredisInst) single(ctx context.Context, k, i int) (int64, error) {
 	switch {
+	case g.c.isFcall():
+		return g.cmd.FCall(ctx, fcallFunction, benchKeys, argIfaces[i]).Int64()
 	case g.c == cScriptRun:
 		return g.runners[k].Run(ctx, g.cmd, benchKeys, argIfaces[i]).Int64()
 	case g.isEvalSha():
@@ -410,6 +470,8 @@ func (g *goredisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []
 		for j := range n {
 			a := argIfaces[(i0+j)&(argCount-1)]
 			switch {
+			case g.c.isFcall():
+				cmds[j] = pipe.FCall(ctx, fcallFunction, benchKeys, a)
 			case g.c == cScriptRun:
 				cmds[j] = g.runners[0].Run(ctx, pipe, benchKeys, a)
 			case g.isEvalSha():
@@ -443,12 +505,21 @@ func (g *goredisInst) close() {
 }
 
 // rueidisInst runs rueidis Lua scripts with default client options (so
-// concurrent calls are auto-pipelined on one connection).
+// concurrent calls are auto-pipelined on one connection), or with fcall
+// the FCALL rows' function.
 type rueidisInst struct {
 	c     rueidis.Client
 	luas  []*rueidis.Lua
+	fcall bool
 	w     wireCounter
 	execs []rueidis.LuaExec
+	cmds  rueidis.Commands
+}
+
+// fcallCmd builds one FCALL of the FCALL rows' function (a rueidis command
+// is recycled once it ran, so each call builds its own).
+func (r *rueidisInst) fcallCmd(i int) rueidis.Completed {
+	return r.c.B().Fcall().Function(fcallFunction).Numkeys(1).Key(benchKeys[0]).Arg(argStrs[i]).Build()
 }
 
 func newRueidis(addr string, scripts []*workloadScript, fips bool) (*rueidisInst, error) {
@@ -483,11 +554,25 @@ func (r *rueidisInst) ping(ctx context.Context) error {
 }
 
 func (r *rueidisInst) single(ctx context.Context, k, i int) (int64, error) {
+	if r.fcall {
+		return r.c.Do(ctx, r.fcallCmd(i)).AsInt64()
+	}
 	return r.luas[k].Exec(ctx, r.c, benchKeys, argSlices[i]).AsInt64()
 }
 
 func (r *rueidisInst) pipeline(ctx context.Context, i0 int, out []int64, errs []error) {
 	n := len(out)
+	if r.fcall {
+		r.cmds = r.cmds[:0]
+		for j := range n {
+			r.cmds = append(r.cmds, r.fcallCmd((i0+j)&(argCount-1)))
+		}
+		res := r.c.DoMulti(ctx, r.cmds...)
+		for j := range out {
+			out[j], errs[j] = res[j].AsInt64()
+		}
+		return
+	}
 	if cap(r.execs) < n {
 		r.execs = make([]rueidis.LuaExec, n)
 	}

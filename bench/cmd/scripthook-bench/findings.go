@@ -202,6 +202,31 @@ func findings(s *suite) []string {
 		out = append(out, "**AutoPipeline.** Through go-redis's AutoPipeliner, "+strings.Join(ap, "; ")+".")
 	}
 
+	// FCALL.
+	var fc []string
+	var loads int64
+	for _, r := range s.rows {
+		if r.group != groupFCall {
+			continue
+		}
+		as := aggregate(r)
+		h, ru := findAgg(as, cFcallHook), findAgg(as, cFcallRueidis)
+		aa, ok := aaBand(r)
+		if h == nil || !ok {
+			continue
+		}
+		part := fmt.Sprintf("with %s scripthook's FCALL ran %.2f × plain FCALL (noise band %.2f–%.2f: %s), %s µs client CPU and %s allocations per call over it (paired per round)",
+			goroutinesLabel(r.goroutines), h.vsLimit.med, aa.band.q1, aa.band.q3, aaPosition(h.vsLimit.med, 1, aa), fmtSigned(h.dCliLimit.med), fmtSigned(h.dAllocsLimit.med))
+		if ru != nil {
+			part += fmt.Sprintf("; rueidis %.2f ×", ru.vsLimit.med)
+		}
+		fc = append(fc, part)
+		loads += r.hookEnd[cFcallHook].FunctionLoads
+	}
+	if len(fc) > 0 {
+		out = append(out, fmt.Sprintf("**FCALL.** Calling a function of a registered library, %s. The hook sent %d FUNCTION LOAD REPLACE in all (one per row, before its first FCALL, in the warm-up).", strings.Join(fc, "; "), loads))
+	}
+
 	// Tracing.
 	if s.cfg.tracing {
 		var parts []string
@@ -240,4 +265,11 @@ func bodiesSent(bytesPerCall, calls, body float64) float64 {
 		return 0
 	}
 	return v
+}
+
+func goroutinesLabel(n int) string {
+	if n == 1 {
+		return "1 goroutine"
+	}
+	return fmt.Sprintf("%d goroutines", n)
 }

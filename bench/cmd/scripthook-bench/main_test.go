@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scripthook/scripthook"
 	"github.com/scripthook/scripthook/internal/redistest"
 )
 
@@ -133,7 +134,7 @@ func TestSuiteUltraQuick(t *testing.T) {
 		}
 	}
 	if groups[groupMain] != 9 || groups[groupCold] != 3 || groups[groupFlush] != 1 || groups[groupEvict] != 2 ||
-		groups[groupFIPS] != 1 || groups[groupAuto] != 1 || groups[groupTrace] != 3 {
+		groups[groupFIPS] != 1 || groups[groupAuto] != 1 || groups[groupTrace] != 3 || groups[groupFCall] != 2 {
 		t.Errorf("rows per group: %v", groups)
 	}
 	for _, r := range s.rows {
@@ -146,6 +147,15 @@ func TestSuiteUltraQuick(t *testing.T) {
 		if r.group == groupFIPS {
 			if d := r.hookDelta[cScripthook]; d.Rewritten == 0 {
 				t.Errorf("%s: scripthook rewrote nothing under fips140=only: %+v", r.label(), d)
+			}
+		}
+		if r.group == groupFCall {
+			// The hook saw the registered library's function: it loaded the
+			// library itself (the row had loaded it by hand already, which
+			// the hook cannot know) and never met Function not found.
+			d, ok := r.hookEnd[cFcallHook]
+			if !ok || d.FunctionLoads < 1 || d.FunctionRepaired != 0 || d.FunctionNotFoundPassed != 0 {
+				t.Errorf("%s: scripthook's function counters %+v (recorded %v)", r.label(), d, ok)
 			}
 		}
 		if r.group == groupEvict && r.neighbour > 0 && !srv.Version.EvictsScripts() && r.guardFlushes == 0 {
@@ -177,7 +187,8 @@ func TestSuiteUltraQuick(t *testing.T) {
 	}
 	for _, want := range []string{"## Targets", "## Machine and versions", "## Method", "results.png", "go run ./cmd/scripthook-bench",
 		"A/A", "-seed=1", "fips140=only", "AutoPipeline", "round robin", "trips/call", srv.Version.String(),
-		cEval.String(), cScripthook.String(), cScriptRun.String(), cEvalSha.String(), cControl.String(), cRueidis.String(), cEvalOtel.String(), cEvalControl.String()} {
+		cEval.String(), cScripthook.String(), cScriptRun.String(), cEvalSha.String(), cControl.String(), cRueidis.String(), cEvalOtel.String(), cEvalControl.String(),
+		cFcall.String(), cFcallControl.String(), cFcallHook.String(), cFcallRueidis.String(), "### Functions (FCALL)", "FCALL through scripthook within A/A noise"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -318,6 +329,51 @@ func TestAAVerdicts(t *testing.T) {
 	}
 	if got := aaPosition(1.0, 1, aa); got != "within" {
 		t.Errorf("position %q", got)
+	}
+}
+
+// FCALL rows: the hook's ratio to plain FCALL is judged against the lower
+// end of the noise band only, and the ratios are taken against plain FCALL.
+func TestFcallVerdict(t *testing.T) {
+	r := &row{group: groupFCall, mode: modeSingle, goroutines: 1, contenders: fcallContenders, samples: map[contender][]sample{}}
+	if r.limit() != cFcall || r.label() != "FCALL · single, 1 goroutine" {
+		t.Fatalf("limit %v, label %q", r.limit(), r.label())
+	}
+	for _, x := range [][4]int64{{100, 90, 95, 200}, {100, 105, 99, 210}, {100, 100, 93, 190}, {100, 95, 101, 205}} {
+		for i, c := range fcallContenders {
+			r.samples[c] = append(r.samples[c], sample{calls: x[i], elapsed: time.Second})
+		}
+	}
+	as := aggregate(r)
+	h, ref := findAgg(as, cFcallHook), findAgg(as, cFcall)
+	if math.Abs(h.vsLimit.med-0.97) > 1e-9 || h.vsEval.n != 0 {
+		t.Fatalf("×FCALL %+v, ×Eval %+v", h.vsLimit, h.vsEval)
+	}
+	aa, ok := aaBand(r)
+	if !ok {
+		t.Fatal("no A/A band")
+	}
+	v := fcallVerdict(r, h, ref, aa, true)
+	if !v.judged || !v.met || v.label() != "met" {
+		t.Errorf("ratio %.2f, band %.3f–%.3f: %q", h.vsLimit.med, aa.band.q1, aa.band.q3, v.label())
+	}
+	h.vsLimit.med = aa.band.q1 - 0.01
+	if v := fcallVerdict(r, h, ref, aa, true); v.met || !strings.Contains(v.detail, "FCALL + scripthook vs FCALL, library preloaded") {
+		t.Errorf("below the band: %q, %s", v.label(), v.detail)
+	}
+	if got := controlOf(cFcallControl); got != cFcall || !cFcallControl.isControl() {
+		t.Errorf("controlOf(cFcallControl) = %v", got)
+	}
+}
+
+func TestFcallLibrary(t *testing.T) {
+	h := scripthook.New()
+	name, err := h.RegisterLibrary(fcallLibrary)
+	if err != nil || name != fcallLibName {
+		t.Fatalf("RegisterLibrary: %q, %v", name, err)
+	}
+	if !strings.Contains(fcallLibrary, "'"+fcallFunction+"'") || !strings.Contains(makeScript(200, "").body, "return n * 3 + 1") {
+		t.Error("the library and the scripts compute different things")
 	}
 }
 

@@ -167,9 +167,9 @@ func aggregate(r *row) []agg {
 		if ev, ok := r.samples[cEval]; ok {
 			a.vsEval = ratioStat(ss, ev)
 		}
-		if lim, ok := r.samples[cEvalSha]; ok {
+		if lim, ok := r.samples[r.limit()]; ok {
 			a.vsLimit = ratioStat(ss, lim)
-			if c != cEvalSha {
+			if c != r.limit() {
 				var dc, da []float64
 				for i := 0; i < min(len(ss), len(lim)); i++ {
 					x, y := &ss[i], &lim[i]

@@ -56,6 +56,7 @@ type config struct {
 	autoSize            int   // script size of the AutoPipeline rows
 	autoGoroutines      []int // goroutines of the AutoPipeline rows (none: skipped)
 	tracing             bool
+	fcall               bool // the FCALL rows (Redis 7 Functions)
 	// maxInterference: a round during which other processes used more than
 	// this share of the CPUs is measured again (0 turns that off).
 	maxInterference float64
@@ -90,6 +91,7 @@ func defaultConfig() config {
 		autoSize:            4 << 10,
 		autoGoroutines:      []int{16, 64},
 		tracing:             true,
+		fcall:               true,
 		log:                 io.Discard,
 		maxInterference:     0.25,
 	}
@@ -129,6 +131,7 @@ const (
 	groupFIPS
 	groupAuto
 	groupTrace
+	groupFCall
 )
 
 // row is one workload: every contender measured on it, interleaved.
@@ -161,6 +164,18 @@ type row struct {
 	flushes      int64                  // SCRIPT FLUSH sent during the row
 	guardFlushes int                    // neighbour rows: cache flushed between rounds
 	hookDelta    map[contender]scripthook.Stats
+	// hookEnd: the hooks' counters at the end of the row, warm-up included
+	// (warm rows).
+	hookEnd map[contender]scripthook.Stats
+}
+
+// limit is the contender the row's ratios ×limit are taken against: the
+// preloaded EvalSha, or plain FCALL on the FCALL rows.
+func (r *row) limit() contender {
+	if r.group == groupFCall {
+		return cFcall
+	}
+	return cEvalSha
 }
 
 // interference is the share of the machine's CPU time that other processes
@@ -202,6 +217,9 @@ func interference(ss []sample) (float64, bool) {
 
 func (r *row) label() string {
 	sz := sizeLabel(r.size)
+	if r.group == groupFCall {
+		sz = "FCALL"
+	}
 	gs := fmt.Sprintf("%d goroutine", r.goroutines)
 	if r.goroutines != 1 {
 		gs += "s"
@@ -287,6 +305,13 @@ func buildRows(cfg *config) []*row {
 	if cfg.tracing {
 		for _, m := range shapes {
 			warm(groupTrace, cfg.sizes[0], m.mode, m.g, traceContenders)
+		}
+	}
+	// Last, so that a seed still gives the other rows the orders it gave
+	// before these rows existed (a row's order depends on its position).
+	if cfg.fcall {
+		for _, g := range []int{1, cfg.goroutines} {
+			warm(groupFCall, 0, modeSingle, g, fcallContenders)
 		}
 	}
 	for i, r := range rows {
@@ -439,6 +464,14 @@ func shortName(c contender) string {
 		return "otel-never"
 	case cHookNever:
 		return "hook-never"
+	case cFcall:
+		return "fcall"
+	case cFcallControl:
+		return "fcall-aa"
+	case cFcallHook:
+		return "fcall-hook"
+	case cFcallRueidis:
+		return "fcall-rueidis"
 	}
 	return "?"
 }
@@ -447,6 +480,9 @@ func shortName(c contender) string {
 // of the row's size, or (eviction rows) a family of its own, so that no
 // contender's SCRIPT LOAD protects another's scripts from eviction.
 func (s *suite) rowScripts(r *row, c contender) []*workloadScript {
+	if r.group == groupFCall {
+		return nil // a function library, loaded for the whole row
+	}
 	if r.scripts > 0 {
 		return scriptFamily(r.size, r.scripts, fmt.Sprintf("row %d %s", r.salt, shortName(c)))
 	}
@@ -470,6 +506,7 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 	}
 	r.samples = make(map[contender][]sample, len(r.contenders))
 	r.hookDelta = map[contender]scripthook.Stats{}
+	r.hookEnd = map[contender]scripthook.Stats{}
 	nw := max(r.goroutines, 1)
 	workers := make([]*worker, nw)
 	for i := range workers {
@@ -520,7 +557,15 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 		return nil
 	}
 	if r.mode != modeCold {
-		if r.scripts == 0 {
+		switch {
+		case r.group == groupFCall:
+			// Loaded by hand, once, as a user of plain FCALL does; the
+			// hook's client loads it again itself before its first FCALL.
+			if err := s.admin.FunctionLoadReplace(ctx, fcallLibrary).Err(); err != nil {
+				return fmt.Errorf("FUNCTION LOAD REPLACE: %w", err)
+			}
+			defer func() { _ = s.admin.FunctionDelete(context.Background(), fcallLibName).Err() }()
+		case r.scripts == 0:
 			if err := s.admin.ScriptLoad(ctx, s.script(r.size).body).Err(); err != nil {
 				return err
 			}
@@ -618,6 +663,11 @@ func (s *suite) runRow(ctx context.Context, r *row) error {
 		stopFlush()
 		stopFlush = nil
 	}
+	for c, in := range insts {
+		if st, ok := in.hookStats(); ok {
+			r.hookEnd[c] = st
+		}
+	}
 	if r.scripts > 0 {
 		// Thousands of scripts of this row's families: gone before the next.
 		return s.admin.ScriptFlush(ctx).Err()
@@ -635,6 +685,10 @@ func statsDelta(a, b scripthook.Stats) scripthook.Stats {
 		NoScriptPassed:   a.NoScriptPassed - b.NoScriptPassed,
 		BytesSaved:       a.BytesSaved - b.BytesSaved,
 		Scripts:          a.Scripts,
+
+		FunctionLoads:          a.FunctionLoads - b.FunctionLoads,
+		FunctionRepaired:       a.FunctionRepaired - b.FunctionRepaired,
+		FunctionNotFoundPassed: a.FunctionNotFoundPassed - b.FunctionNotFoundPassed,
 	}
 }
 
@@ -648,6 +702,10 @@ func statsAdd(a, b scripthook.Stats) scripthook.Stats {
 		NoScriptPassed:   a.NoScriptPassed + b.NoScriptPassed,
 		BytesSaved:       a.BytesSaved + b.BytesSaved,
 		Scripts:          max(a.Scripts, b.Scripts),
+
+		FunctionLoads:          a.FunctionLoads + b.FunctionLoads,
+		FunctionRepaired:       a.FunctionRepaired + b.FunctionRepaired,
+		FunctionNotFoundPassed: a.FunctionNotFoundPassed + b.FunctionNotFoundPassed,
 	}
 }
 

@@ -63,6 +63,12 @@ func checkTargets(s *suite) []verdict {
 			}
 			continue
 		}
+		if r.group == groupFCall {
+			if h, ref := findAgg(as, cFcallHook), findAgg(as, cFcall); h != nil && ref != nil {
+				vs = append(vs, fcallVerdict(r, h, ref, aa, hasAA))
+			}
+			continue
+		}
 		h, lim, ev := findAgg(as, cScripthook), findAgg(as, cEvalSha), findAgg(as, cEval)
 		if h == nil || lim == nil || ev == nil {
 			continue
@@ -138,6 +144,30 @@ func evalVerdict(r *row, h, ev *agg, aa aaSpread, hasAA bool) verdict {
 	return w
 }
 
+// fcallVerdict: FCALL through scripthook not slower than plain FCALL (the
+// library preloaded by hand) beyond the A/A spread (issue 14: the hook's
+// cost should be within noise).
+func fcallVerdict(r *row, h, ref *agg, aa aaSpread, hasAA bool) verdict {
+	v := verdict{row: r.label(), target: "FCALL through scripthook within A/A noise of plain FCALL", judged: true}
+	m := h.vsLimit.med
+	v.result = fmt.Sprintf("%.2f × plain FCALL (rounds %.2f–%.2f); %s", m, h.vsLimit.lo, h.vsLimit.hi, aaText(aa, hasAA))
+	lo := 1.0
+	if hasAA {
+		lo = aa.band.q1
+	}
+	v.met = m >= lo
+	switch {
+	case !v.met:
+		v.detail = fmt.Sprintf("Below the lower end of the A/A noise band (%.2f). %s", lo, whyVsLimit(h, ref))
+	case hasAA && m > aa.band.q3:
+		v.detail = fmt.Sprintf("Above the upper end of the A/A noise band (%.2f).", aa.band.q3)
+	}
+	if f, ok := r.interference(); ok && f >= 0.10 && !v.met {
+		v.detail += fmt.Sprintf(" Other processes used %.0f %% of the machine's CPU time during this row.", 100*f)
+	}
+	return v
+}
+
 // wireVerdicts: on the eviction rows scripthook must write no more bytes
 // and make no more round trips per call than plain Eval.
 func wireVerdicts(r *row, h, ev *agg) []verdict {
@@ -199,7 +229,7 @@ func traceVerdict(r *row, ht, ot, ctl *agg) verdict {
 func whyVsLimit(h, o *agg) string {
 	var parts []string
 	parts = append(parts, fmt.Sprintf("client CPU %s vs %s µs/call", fmtNum(h.cliUs), fmtNum(o.cliUs)))
-	if o.c == cEvalSha && h.dCliLimit.n > 0 {
+	if (o.c == cEvalSha || o.c == cFcall) && h.dCliLimit.n > 0 {
 		parts = append(parts, fmt.Sprintf("paired per-round difference %s µs client CPU and %s allocations per call", fmtSigned(h.dCliLimit.med), fmtSigned(h.dAllocsLimit.med)))
 	}
 	parts = append(parts, fmt.Sprintf("allocations %s vs %s /call", fmtNum(h.allocs), fmtNum(o.allocs)))
@@ -209,7 +239,7 @@ func whyVsLimit(h, o *agg) string {
 	parts = append(parts, fmt.Sprintf("bytes written %s vs %s /call", fmtNum(h.bytes), fmtNum(o.bytes)))
 	parts = append(parts, fmt.Sprintf("round trips %s vs %s /call", fmtTrips(h.trips), fmtTrips(o.trips)))
 	parts = append(parts, fmt.Sprintf("p50 %s vs %s", fmtDur(h.p50), fmtDur(o.p50)))
-	return fmt.Sprintf("scripthook vs %s: %s.", o.c, strings.Join(parts, "; "))
+	return fmt.Sprintf("%s vs %s: %s.", h.c, o.c, strings.Join(parts, "; "))
 }
 
 func fmtTrips(v float64) string {
