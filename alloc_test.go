@@ -165,3 +165,30 @@ func raceEnabled() bool {
 	}
 	return false
 }
+
+// A warm FCALL of a registered library's function (the server holds it)
+// allocates nothing: the command goes as the caller wrote it. Nor does an
+// FCALL of a function the hook was not given.
+func TestAllocWarmFCall(t *testing.T) {
+	ctx := context.Background()
+	for _, r := range allocRegimes {
+		t.Run(r.name, func(t *testing.T) {
+			h := New(r.opts...)
+			_, err := h.RegisterLibrary("#!lua name=alloclib\nredis.register_function('allocf', function(keys, args) return 1 end)")
+			assert.NoError(t, err)
+			p := h.ProcessHook(nopNext)
+			cmd := redis.NewCmd(ctx, "fcall", "allocf", 1, "key", "arg")
+			_ = p(ctx, cmd) // the first call loads the library
+			assert.Equal(t, int64(1), h.Stats().FunctionLoads)
+			allocs := testing.AllocsPerRun(200, func() { _ = p(ctx, cmd) })
+			t.Logf("warm FCALL: %.0f allocs", allocs)
+			assert.Equal(t, 0.0, allocs)
+			assert.Equal(t, int64(1), h.Stats().FunctionLoads, "loaded once")
+
+			other := redis.NewCmd(ctx, "fcall", "notregistered", 0)
+			allocs = testing.AllocsPerRun(200, func() { _ = p(ctx, other) })
+			t.Logf("FCALL of an unregistered function: %.0f allocs", allocs)
+			assert.Equal(t, 0.0, allocs)
+		})
+	}
+}

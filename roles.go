@@ -56,7 +56,7 @@ func (c *clientHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (c *clientHook) process(ctx context.Context, cmd redis.Cmder, k kind, next redis.ProcessHook) error {
 	if k.isFCall() {
-		return c.sh.tel.traceFCall(ctx, cmd, k, c.db, c.srv, next, c.runFCall)
+		return c.sh.tel.traceFCall(ctx, cmd, k, c.db, c.srv, next, &c.engine)
 	}
 	if !k.isScript() {
 		return c.control(ctx, cmd, k, next)
@@ -192,7 +192,7 @@ func (t *topHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		k := classify(args)
 		if k.isFCall() {
-			return t.sh.tel.traceFCall(ctx, cmd, k, t.db, nil, next, passFCall)
+			return t.sh.tel.traceFCall(ctx, cmd, k, t.db, nil, next, nil)
 		}
 		if !k.isScript() {
 			return next(ctx, cmd)

@@ -59,27 +59,28 @@ func (t *telemetry) startScript(ctx context.Context, sc *scriptCall, s *script, 
 	return ctx, sp
 }
 
-// traceFCall observes a function call, which do runs (the engine, or, under
-// a top hook, the chain down to the node hook).
-func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db string, srv *server, next redis.ProcessHook,
-	do func(context.Context, redis.Cmder, *scriptCall, redis.ProcessHook, *run) error) error {
+// traceFCall observes a function call, which e runs (the engine of a
+// client hook), or, under a top hook (e nil), the chain down to the node
+// hook, which reports the node through the context.
+func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db string, srv *server, next redis.ProcessHook, e *engine) error {
 	sc, ok := parseScript(k, cmd.Args())
 	if !ok {
 		return next(ctx, cmd)
 	}
 	ctx, sp := t.startScript(ctx, &sc, nil, db, srv)
-	r := &run{srv: srv}
-	if srv == nil && sp.t != nil {
-		ctx = context.WithValue(ctx, runKey{}, r) // the node hook reports the node
+	if e == nil {
+		if sp.t == nil {
+			return next(ctx, cmd)
+		}
+		r := &run{}
+		err := next(context.WithValue(ctx, runKey{}, r), cmd)
+		sp.end(r, err)
+		return err
 	}
-	err := do(ctx, cmd, &sc, next, r)
-	sp.end(r, err)
+	var r run
+	err := e.runFCall(ctx, cmd, &sc, next, &r)
+	sp.end(&r, err)
 	return err
-}
-
-// passFCall is traceFCall's do under a top hook: the node hook below works.
-func passFCall(ctx context.Context, cmd redis.Cmder, _ *scriptCall, next redis.ProcessHook, _ *run) error {
-	return next(ctx, cmd)
 }
 
 // procName is db.stored_procedure.name, bounded (see nameBound): for a
