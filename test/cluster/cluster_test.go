@@ -25,6 +25,9 @@ var clusterTests = []struct {
 	{"Redirects", testRedirects},
 	{"ReshardUnderLoad", testReshardUnderLoad},
 	{"FailoverUnderLoad", testFailoverUnderLoad},
+	{"FunctionsEveryPrimary", testFunctionsEveryPrimary},
+	{"FunctionReshardUnderLoad", testFunctionReshardUnderLoad},
+	{"FunctionFailoverUnderLoad", testFunctionFailoverUnderLoad},
 }
 
 // TestCluster runs clusterTests in turn on a cluster of its own, in

@@ -1,0 +1,282 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/scripthook/scripthook"
+	"github.com/scripthook/scripthook/internal/redistest"
+	"github.com/scripthook/scripthook/internal/testkit"
+	"github.com/stretchr/testify/require"
+)
+
+// fnLib is the function library the tests register. fledger is the
+// exactly-once probe of testkit.LedgerScript as a function (its reply is
+// what the ledger expects); fpeek reads (no-writes, for FCALL_RO).
+const fnLib = "#!lua name=fnledger\n" +
+	"redis.register_function('fledger', function(keys, args) local n = redis.call('HINCRBY', keys[1], args[1], 1) return {n, args[1]} end)\n" +
+	"redis.register_function{function_name='fpeek', callback=function(keys, args) return {args[1], redis.call('HEXISTS', keys[1], args[1])} end, flags={'no-writes'}}"
+
+const fnNotFound = "ERR Function not found"
+
+// fnCall runs (or, on a pipeline, queues) one fledger call for tag with
+// call id id.
+func fnCall(ctx context.Context, c redis.Cmdable, tag, id string) *redis.Cmd {
+	return c.FCall(ctx, "fledger", []string{testkit.LedgerKey(tag)}, id)
+}
+
+// fnPeek queues or runs one FCALL_RO of fpeek.
+func fnPeek(ctx context.Context, c redis.Cmdable, tag, id string) *redis.Cmd {
+	return c.FCallRO(ctx, "fpeek", []string{testkit.LedgerKey(tag)}, id)
+}
+
+// fnHooked is hooked with fnLib registered.
+func fnHooked(t *testing.T, r *testkit.ClusterRig, opts ...scripthook.Option) (*redis.ClusterClient, *scripthook.Hook, *testkit.NodeSpy) {
+	t.Helper()
+	rdb, h, w := hooked(t, r, nil, opts...)
+	name, err := h.RegisterLibrary(fnLib)
+	require.NoError(t, err)
+	require.Equal(t, "fnledger", name)
+	return rdb, h, w
+}
+
+// flushFunctions deletes every library on every primary, as another client
+// would, and waits until the replicas have the flush too.
+func flushFunctions(t testing.TB, r *testkit.ClusterRig) {
+	t.Helper()
+	ctx := context.Background()
+	for _, p := range r.Primaries(t) {
+		a := r.Admin[p.Addr]
+		require.NoError(t, a.FunctionFlush(ctx).Err())
+		require.NoError(t, a.Do(ctx, "WAIT", 1, 5000).Err())
+	}
+}
+
+// hasLib reports whether the server holds the library fnledger now.
+func hasLib(t testing.TB, a *redis.Client) bool {
+	t.Helper()
+	libs, err := a.FunctionList(context.Background(), redis.FunctionListQuery{LibraryNamePattern: "fnledger"}).Result()
+	require.NoError(t, err)
+	return len(libs) == 1
+}
+
+// sendSpy counts, per node address, the round trips a client's node
+// clients make (a single command or a pipeline each) and the commands in
+// them, as INFO commandstats names them. Placed after scripthook, it sees
+// what the hook adds.
+type sendSpy struct {
+	mu      sync.Mutex
+	watched map[*redis.Client]bool
+	rounds  map[string]int
+	sent    map[string]map[string]int
+	singles map[string]map[string]int
+}
+
+func newSendSpy() *sendSpy {
+	return &sendSpy{watched: map[*redis.Client]bool{}, rounds: map[string]int{},
+		sent: map[string]map[string]int{}, singles: map[string]map[string]int{}}
+}
+
+// watchSends adds a sendSpy to every node of c, those it has and those it
+// creates later. Call it right after the hook was installed.
+func watchSends(t testing.TB, c interface {
+	OnNewNode(func(*redis.Client))
+	ForEachShard(context.Context, func(context.Context, *redis.Client) error) error
+}) *sendSpy {
+	t.Helper()
+	s := newSendSpy()
+	c.OnNewNode(s.add)
+	require.NoError(t, c.ForEachShard(context.Background(), func(_ context.Context, n *redis.Client) error {
+		s.add(n)
+		return nil
+	}))
+	return s
+}
+
+func (s *sendSpy) add(n *redis.Client) {
+	s.mu.Lock()
+	seen := s.watched[n]
+	s.watched[n] = true
+	s.mu.Unlock()
+	if !seen {
+		n.AddHook(s.hookFor(n.Options().Addr))
+	}
+}
+
+// hookFor returns the spy's hook for a client of the server at addr (for a
+// FailoverClient, "" means: the address of the connection).
+func (s *sendSpy) hookFor(addr string) redis.Hook {
+	return &testkit.Spy{Before: func(_ context.Context, cmds []redis.Cmder) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.rounds[addr]++
+		if s.sent[addr] == nil {
+			s.sent[addr], s.singles[addr] = map[string]int{}, map[string]int{}
+		}
+		for _, c := range cmds {
+			s.sent[addr][testkit.FullName(c)]++
+		}
+		if len(cmds) == 1 {
+			s.singles[addr][testkit.FullName(cmds[0])]++
+		}
+	}}
+}
+
+// Sent returns how many commands named name went to the servers, or to
+// every server when none are given.
+func (s *sendSpy) Sent(name string, servers ...*redistest.Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for addr, m := range s.sent {
+		if len(servers) == 0 || inServers(addr, servers) {
+			n += m[name]
+		}
+	}
+	return n
+}
+
+// Singles is Sent for commands sent alone (a round trip of their own).
+func (s *sendSpy) Singles(name string, servers ...*redistest.Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for addr, m := range s.singles {
+		if len(servers) == 0 || inServers(addr, servers) {
+			n += m[name]
+		}
+	}
+	return n
+}
+
+// Rounds returns the round trips to the servers (every server when none
+// are given).
+func (s *sendSpy) Rounds(servers ...*redistest.Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for addr, k := range s.rounds {
+		if len(servers) == 0 || inServers(addr, servers) {
+			n += k
+		}
+	}
+	return n
+}
+
+// Reset forgets what the spy counted.
+func (s *sendSpy) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rounds, s.sent, s.singles = map[string]int{}, map[string]map[string]int{}, map[string]map[string]int{}
+}
+
+// String lists the counts per node, for logs.
+func (s *sendSpy) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var addrs []string
+	for a := range s.rounds {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	var b strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "%s: %d round trips %v; ", a, s.rounds[a], s.sent[a])
+	}
+	return b.String()
+}
+
+func inServers(addr string, servers []*redistest.Server) bool {
+	for _, s := range servers {
+		if s.Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// fnLoad runs fledger calls on a client until stopped: each worker
+// alternates a single call and a pipeline of four calls over several tags
+// (and, with tx, a transaction of two calls on one tag), filing every call
+// in L.
+type fnLoad struct {
+	L    *testkit.Ledger
+	done chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+func startFnLoad(t testing.TB, c redis.UniversalClient, tags []string, workers int, prefix string, tx bool) *fnLoad {
+	w := &fnLoad{L: testkit.NewLedger(), done: make(chan struct{})}
+	ctx := context.Background()
+	kinds := 2
+	if tx {
+		kinds = 3
+	}
+	for n := 0; n < workers; n++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-w.done:
+					return
+				default:
+				}
+				id := fmt.Sprintf("%s%d-%d", prefix, n, i)
+				tag := tags[(n+i)%len(tags)]
+				switch i % kinds {
+				case 0:
+					w.L.RecordCmd(t, tag, id, fnCall(ctx, c, tag, id))
+				case 1:
+					var calls []*redis.Cmd
+					_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+						for j := 0; j < 4; j++ {
+							calls = append(calls, fnCall(ctx, p, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j)))
+						}
+						return nil
+					})
+					for j, call := range calls {
+						w.L.RecordCmd(t, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j), call)
+					}
+				case 2:
+					var calls []*redis.Cmd
+					_, _ = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+						for j := 0; j < 2; j++ {
+							calls = append(calls, fnCall(ctx, p, tag, fmt.Sprint(id, "-", j)))
+						}
+						return nil
+					})
+					for j, call := range calls {
+						w.L.RecordCmd(t, tag, fmt.Sprint(id, "-", j), call)
+					}
+				}
+			}
+		}()
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// Stop ends the load and waits for its workers; it is idempotent.
+func (w *fnLoad) Stop() {
+	w.once.Do(func() { close(w.done) })
+	w.wg.Wait()
+}
+
+// notFoundSeen counts the calls of the ledger that got "Function not
+// found".
+func notFoundSeen(l *testkit.Ledger) int {
+	n := 0
+	for msg, c := range l.Errors() {
+		if strings.Contains(msg, "Function not found") {
+			n += c
+		}
+	}
+	return n
+}

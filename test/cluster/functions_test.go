@@ -1,0 +1,207 @@
+package cluster_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/scripthook/scripthook/internal/redistest"
+	"github.com/scripthook/scripthook/internal/testkit"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// After RegisterLibrary, FCALL and FCALL_RO on keys of every primary's
+// slots, single and pipelined: every primary gets the library from the
+// hook once, before its first call; replicas get none from the hook (they
+// have it by replication); the results are those of a client without the
+// hook on a cluster where the library was loaded by hand on every primary.
+func testFunctionsEveryPrimary(t *testing.T, r *testkit.ClusterRig) {
+	ctx := t.Context()
+	ps, reps := r.Primaries(t), r.Replicas(t)
+	var hookTags, plainTags []string
+	for _, p := range ps {
+		hookTags = append(hookTags, r.TagsOn(t, "fnall-h", p, 2)...)
+		plainTags = append(plainTags, r.TagsOn(t, "fnall-p", p, 2)...)
+	}
+	run := func(c *redis.ClusterClient, tags []string) []string {
+		var out []string
+		for round := 0; round < 2; round++ {
+			for _, tag := range tags {
+				out = append(out, testkit.Render(fnCall(ctx, c, tag, fmt.Sprint("s", round))))
+				out = append(out, testkit.Render(fnPeek(ctx, c, tag, fmt.Sprint("s", round))))
+			}
+		}
+		out = append(out, runBatch(ctx, c, false, func(p redis.Pipeliner) {
+			for _, tag := range tags {
+				fnCall(ctx, p, tag, "p0")
+				fnPeek(ctx, p, tag, "p0")
+				fnCall(ctx, p, tag, "p1")
+			}
+		})...)
+		return out
+	}
+	clean := func(tags []string) {
+		for _, tag := range tags {
+			require.NoError(t, r.Plain.Del(ctx, testkit.LedgerKey(tag)).Err())
+		}
+	}
+
+	flushFunctions(t, r)
+	rdb, h, _ := fnHooked(t, r)
+	sp := watchSends(t, rdb)
+	r.ResetStats(t)
+	got := run(rdb, hookTags)
+	for _, p := range ps {
+		assert.Equal(t, int64(1), r.Calls(t, "function|load", p), "%s: the library once", p.Addr)
+		assert.Equal(t, 1, sp.Sent("function|load", p), "%s: from the hook", p.Addr)
+		assert.True(t, hasLib(t, r.Admin[p.Addr]), p.Addr)
+	}
+	assert.Zero(t, sp.Sent("function|load", reps...), "nothing from the hook to replicas")
+	for _, p := range ps {
+		require.NoError(t, r.Admin[p.Addr].Do(ctx, "WAIT", 1, 5000).Err())
+	}
+	for _, s := range reps {
+		assert.True(t, hasLib(t, r.Admin[s.Addr]), "%s has the library by replication", s.Addr)
+	}
+	t.Logf("function|load per node (INFO commandstats): primaries %v, replicas %v (replicated loads count there)",
+		perNode(t, r, "function|load", ps), perNode(t, r, "function|load", reps))
+	t.Logf("sends: %s", sp)
+	st := h.Stats()
+	assert.Equal(t, int64(len(ps)), st.FunctionLoads)
+	assert.Zero(t, st.FunctionRepaired)
+	assert.Zero(t, st.FunctionNotFoundPassed)
+	clean(hookTags)
+
+	// The reference: the library loaded by hand on every primary.
+	flushFunctions(t, r)
+	for _, p := range ps {
+		require.NoError(t, r.Admin[p.Addr].FunctionLoad(ctx, fnLib).Err())
+	}
+	want := run(r.Plain, plainTags)
+	assert.Equal(t, want, got)
+	clean(plainTags)
+
+	// The hook's belief matches: a second hooked run loads nowhere.
+	r.ResetStats(t)
+	assert.Equal(t, want, run(rdb, hookTags))
+	assert.Zero(t, r.Calls(t, "function|load"), "held everywhere already")
+	clean(hookTags)
+}
+
+// perNode lists a command's calls on each server, for logs.
+func perNode(t *testing.T, r *testkit.ClusterRig, name string, servers []*redistest.Server) []int64 {
+	var out []int64
+	for _, s := range servers {
+		out = append(out, r.Calls(t, name, s))
+	}
+	return out
+}
+
+// A slot moves to a primary that never had the library (FUNCTION FLUSH
+// there, and a fresh Hook that never loaded it there) and back, while
+// workers run FCALL on keys of the slot, single and in pipelines: no call
+// fails with "Function not found", every call that succeeded ran exactly
+// once, and the only errors are those a client without the hook gets
+// running EVAL on the same slot at the same time. The new owner gets the
+// library from the hook once.
+func testFunctionReshardUnderLoad(t *testing.T, r *testkit.ClusterRig) {
+	ps := r.Primaries(t)
+	a, b := ps[0], ps[1]
+	slot := testkit.KeySlot(r.TagOn(t, "fnreshard", a))
+	moving := testkit.TagsInSlot("fnreshard", slot, 6)
+	hookTags := append(moving[:4:4], r.TagOn(t, "fnreshard-h", ps[2]))
+	plainTags := moving[4:6]
+	flushFunctions(t, r)
+	require.False(t, hasLib(t, r.Admin[b.Addr]))
+	rdb, h, w := fnHooked(t, r)
+	sp := watchSends(t, rdb)
+	r.ResetStats(t)
+
+	start := time.Now()
+	hooked := startFnLoad(t, rdb, hookTags, 3, "h", false)
+	plain := testkit.StartLedgerLoad(t, r.Plain, plainTags, 1, "p")
+	rounds := 0
+	for moved, ask := 0, 0; rounds < 5 && (moved == 0 || ask == 0); rounds++ {
+		time.Sleep(200 * time.Millisecond)
+		r.Reshard(t, slot, b)
+		time.Sleep(200 * time.Millisecond)
+		r.Reshard(t, slot, a)
+		moved, ask = w.Redirects()
+	}
+	time.Sleep(200 * time.Millisecond)
+	hooked.Stop()
+	plain.Stop()
+	t.Logf("%d round(s) of two reshards under load took %v", rounds, time.Since(start))
+	require.Equal(t, a, r.Owner(t, slot), "the slot is back where it was")
+	moved, ask := w.Redirects()
+	t.Logf("the hooked client met %d MOVED and %d ASK", moved, ask)
+	assert.Positive(t, moved)
+	assert.Positive(t, ask)
+
+	logVerdict(t, "hooked", hooked.L, r.Plain)
+	logVerdict(t, "plain", plain.L, r.Plain)
+	ran, _, _ := hooked.L.Counts()
+	assert.Positive(t, ran)
+	assert.Zero(t, notFoundSeen(hooked.L))
+	testkit.TransientOnly(t, hooked.L)
+	testkit.TransientOnly(t, plain.L)
+	st := h.Stats()
+	assert.Zero(t, st.FunctionNotFoundPassed)
+	for _, p := range ps {
+		assert.Equal(t, int64(1), r.Calls(t, "function|load", p), "%s: one load, from the hook", p.Addr)
+	}
+	assert.Equal(t, 3, sp.Sent("function|load"))
+	t.Logf("loads per primary %v; hook stats: %d loads, %d repaired", perNode(t, r, "function|load", ps), st.FunctionLoads, st.FunctionRepaired)
+}
+
+// CLUSTER FAILOVER under FCALL load, and back: the promoted replica has the
+// library by replication; no call fails with "Function not found", every
+// successful call ran once, and the only errors are those of a client
+// without the hook running EVAL on the same primaries meanwhile.
+func testFunctionFailoverUnderLoad(t *testing.T, r *testkit.ClusterRig) {
+	ctx := t.Context()
+	ps := r.Primaries(t)
+	a := ps[0]
+	replica := r.ReplicaOf(t, a)
+	hookTags := append(r.TagsOn(t, "fnfailover-h", a, 2), r.TagOn(t, "fnfailover-h", ps[1]), r.TagOn(t, "fnfailover-h", ps[2]))
+	plainTags := append(r.TagsOn(t, "fnfailover-p", a, 1), r.TagOn(t, "fnfailover-p", ps[1]))
+	flushFunctions(t, r)
+	rdb, h, w := fnHooked(t, r)
+	sp := watchSends(t, rdb)
+	r.ResetStats(t)
+
+	start := time.Now()
+	hooked := startFnLoad(t, rdb, hookTags, 3, "h", false)
+	plain := testkit.StartLedgerLoad(t, r.Plain, plainTags, 1, "p")
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, r.Admin[a.Addr].Do(ctx, "WAIT", 1, 5000).Err())
+	require.True(t, hasLib(t, r.Admin[replica.Addr]), "the replica has the library by replication")
+	r.Failover(t, replica)
+	time.Sleep(300 * time.Millisecond)
+	served := r.Calls(t, "fcall", replica)
+	r.Failover(t, a)
+	time.Sleep(200 * time.Millisecond)
+	hooked.Stop()
+	plain.Stop()
+	t.Logf("two failovers under load took %v", time.Since(start))
+
+	assert.Positive(t, served, "the promoted replica ran functions")
+	moved, _ := w.Redirects()
+	assert.Positive(t, moved, "the hooked client was redirected to the new primary")
+	logVerdict(t, "hooked", hooked.L, r.Plain)
+	logVerdict(t, "plain", plain.L, r.Plain)
+	ran, _, _ := hooked.L.Counts()
+	assert.Positive(t, ran)
+	assert.Zero(t, notFoundSeen(hooked.L))
+	testkit.TransientOnly(t, hooked.L)
+	testkit.TransientOnly(t, plain.L)
+	assert.Zero(t, h.Stats().FunctionNotFoundPassed)
+	t.Logf("hook's loads: %s; stats %+v", sp, h.Stats())
+	// Every node got the library from the hook at most once: the promoted
+	// replica may get one (the hook has no belief about it), nobody more.
+	for _, s := range r.C.Servers {
+		assert.LessOrEqual(t, sp.Sent("function|load", s), 1, s.Addr)
+	}
+}
