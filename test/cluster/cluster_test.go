@@ -28,6 +28,8 @@ var clusterTests = []struct {
 	{"FunctionsEveryPrimary", testFunctionsEveryPrimary},
 	{"FunctionReshardUnderLoad", testFunctionReshardUnderLoad},
 	{"FunctionFailoverUnderLoad", testFunctionFailoverUnderLoad},
+	{"WarmScriptsSlotMove", testWarmScriptsSlotMove},
+	{"WarmScriptsFailover", testWarmScriptsFailover},
 }
 
 // TestCluster runs clusterTests in turn on a cluster of its own, in

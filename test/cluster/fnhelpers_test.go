@@ -75,11 +75,41 @@ type sendSpy struct {
 	rounds  map[string]int
 	sent    map[string]map[string]int
 	singles map[string]map[string]int
+	inTx    map[string]map[string]int
+	log     [][]string
+}
+
+// setup reports the commands go-redis sends on a new connection, or to
+// learn a cluster's slots.
+func setup(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		switch testkit.FullName(c) {
+		case "hello", "client", "auth", "select", "readonly", "cluster", "command":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func names(cmds []redis.Cmder) []string {
+	var out []string
+	for _, c := range cmds {
+		out = append(out, testkit.FullName(c))
+	}
+	return out
+}
+
+// Log returns every batch seen (a single command is a batch of one).
+func (s *sendSpy) Log() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]string(nil), s.log...)
 }
 
 func newSendSpy() *sendSpy {
 	return &sendSpy{watched: map[*redis.Client]bool{}, rounds: map[string]int{},
-		sent: map[string]map[string]int{}, singles: map[string]map[string]int{}}
+		sent: map[string]map[string]int{}, singles: map[string]map[string]int{}, inTx: map[string]map[string]int{}}
 }
 
 // watchSends adds a sendSpy to every node of c, those it has and those it
@@ -112,14 +142,27 @@ func (s *sendSpy) add(n *redis.Client) {
 // FailoverClient, "" means: the address of the connection).
 func (s *sendSpy) hookFor(addr string) redis.Hook {
 	return &testkit.Spy{Before: func(_ context.Context, cmds []redis.Cmder) {
+		if setup(cmds) {
+			return // a connection's handshake, no round trip of the caller's
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.log = append(s.log, names(cmds))
 		s.rounds[addr]++
 		if s.sent[addr] == nil {
 			s.sent[addr], s.singles[addr] = map[string]int{}, map[string]int{}
 		}
-		for _, c := range cmds {
-			s.sent[addr][testkit.FullName(c)]++
+		n := names(cmds)
+		if i := len(n) - 1; i > 0 && n[i] == "exec" && (n[0] == "multi" || n[0] == "asking" && n[1] == "multi") {
+			if s.inTx[addr] == nil {
+				s.inTx[addr] = map[string]int{}
+			}
+			for _, name := range n {
+				s.inTx[addr][name]++
+			}
+		}
+		for _, name := range n {
+			s.sent[addr][name]++
 		}
 		if len(cmds) == 1 {
 			s.singles[addr][testkit.FullName(cmds[0])]++
@@ -143,10 +186,19 @@ func (s *sendSpy) Sent(name string, servers ...*redistest.Server) int {
 
 // Singles is Sent for commands sent alone (a round trip of their own).
 func (s *sendSpy) Singles(name string, servers ...*redistest.Server) int {
+	return s.count(s.singles, name, servers)
+}
+
+// InTx is Sent for commands inside transactions.
+func (s *sendSpy) InTx(name string, servers ...*redistest.Server) int {
+	return s.count(s.inTx, name, servers)
+}
+
+func (s *sendSpy) count(by map[string]map[string]int, name string, servers []*redistest.Server) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for addr, m := range s.singles {
+	for addr, m := range by {
 		if len(servers) == 0 || inServers(addr, servers) {
 			n += m[name]
 		}
@@ -172,7 +224,7 @@ func (s *sendSpy) Rounds(servers ...*redistest.Server) int {
 func (s *sendSpy) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rounds, s.sent, s.singles = map[string]int{}, map[string]map[string]int{}, map[string]map[string]int{}
+	s.rounds, s.sent, s.singles, s.inTx, s.log = map[string]int{}, map[string]map[string]int{}, map[string]map[string]int{}, map[string]map[string]int{}, nil
 }
 
 // String lists the counts per node, for logs.
