@@ -157,7 +157,7 @@ func testWarmScriptsSlotMove(t *testing.T, r *testkit.ClusterRig) {
 func testWarmScriptsFailover(t *testing.T, r *testkit.ClusterRig) {
 	ctx := t.Context()
 	ps := r.Primaries(t)
-	a := ps[0]
+	a := ps[2] // one no other test fails over (see testFunctionFailoverUnderLoad)
 	replica := r.ReplicaOf(t, a)
 	tags := r.TagsOn(t, "warmfo", a, 4)
 	hookTags, plainTags := tags[:2], tags[2:]
@@ -173,6 +173,7 @@ func testWarmScriptsFailover(t *testing.T, r *testkit.ClusterRig) {
 
 	require.NoError(t, r.Admin[replica.Addr].ScriptFlush(ctx).Err(), "SCRIPT FLUSH on a replica is allowed")
 	r.Failover(t, replica)
+	require.Equal(t, replica, r.Owner(t, testkit.KeySlot(tags[0])), "the replica is primary now")
 	sp.Reset()
 	psp.Reset()
 	w.Reset()
