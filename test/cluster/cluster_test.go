@@ -26,6 +26,7 @@ var clusterTests = []struct {
 	{"ReshardUnderLoad", testReshardUnderLoad},
 	{"FailoverUnderLoad", testFailoverUnderLoad},
 	{"FunctionsEveryPrimary", testFunctionsEveryPrimary},
+	{"FunctionsReadOnlyRouting", testFunctionsReadOnlyRouting},
 	{"FunctionReshardUnderLoad", testFunctionReshardUnderLoad},
 	{"FunctionFailoverUnderLoad", testFunctionFailoverUnderLoad},
 	{"WarmScriptsSlotMove", testWarmScriptsSlotMove},

@@ -3,10 +3,12 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
@@ -76,6 +78,7 @@ type sendSpy struct {
 	sent    map[string]map[string]int
 	singles map[string]map[string]int
 	inTx    map[string]map[string]int
+	dialed  map[string]int
 	log     [][]string
 }
 
@@ -109,7 +112,7 @@ func (s *sendSpy) Log() [][]string {
 
 func newSendSpy() *sendSpy {
 	return &sendSpy{watched: map[*redis.Client]bool{}, rounds: map[string]int{},
-		sent: map[string]map[string]int{}, singles: map[string]map[string]int{}, inTx: map[string]map[string]int{}}
+		sent: map[string]map[string]int{}, singles: map[string]map[string]int{}, inTx: map[string]map[string]int{}, dialed: map[string]int{}}
 }
 
 // watchSends adds a sendSpy to every node of c, those it has and those it
@@ -141,13 +144,13 @@ func (s *sendSpy) add(n *redis.Client) {
 // hookFor returns the spy's hook for a client of the server at addr (for a
 // FailoverClient, "" means: the address of the connection).
 func (s *sendSpy) hookFor(addr string) redis.Hook {
-	return &testkit.Spy{Before: func(_ context.Context, cmds []redis.Cmder) {
+	return dialCounter{s: s, addr: addr, Spy: &testkit.Spy{Before: func(_ context.Context, cmds []redis.Cmder) {
 		if setup(cmds) {
 			return // a connection's handshake, no round trip of the caller's
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.log = append(s.log, names(cmds))
+		s.log = append(s.log, append([]string{addr[strings.LastIndexByte(addr, ':')+1:] + ":"}, names(cmds)...))
 		s.rounds[addr]++
 		if s.sent[addr] == nil {
 			s.sent[addr], s.singles[addr] = map[string]int{}, map[string]int{}
@@ -167,7 +170,37 @@ func (s *sendSpy) hookFor(addr string) redis.Hook {
 		if len(cmds) == 1 {
 			s.singles[addr][testkit.FullName(cmds[0])]++
 		}
-	}}
+	}}}
+}
+
+// dialCounter is the spy's hook: a testkit.Spy that counts dials too.
+type dialCounter struct {
+	*testkit.Spy
+	s    *sendSpy
+	addr string
+}
+
+func (d dialCounter) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d.s.mu.Lock()
+		d.s.dialed[d.addr]++
+		d.s.mu.Unlock()
+		return next(ctx, network, addr)
+	}
+}
+
+// Redials returns how many connections were dialled to the servers beyond
+// the first to each (every server when none are given).
+func (s *sendSpy) Redials(servers ...*redistest.Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for addr, k := range s.dialed {
+		if (len(servers) == 0 || inServers(addr, servers)) && k > 1 {
+			n += k - 1
+		}
+	}
+	return n
 }
 
 // Sent returns how many commands named name went to the servers, or to
@@ -331,4 +364,26 @@ func notFoundSeen(l *testkit.Ledger) int {
 		}
 	}
 	return n
+}
+
+// failover is r.Failover that makes sure the replica owns the slots
+// afterwards: Redis 7.0 lets a replica that won an election moments ago
+// "win" its next manual failover with the old votes and epoch, and its
+// primary then takes the slots back (7.0.15 logs "Failover election won"
+// with no election, then the old primary "Reconfiguring myself as a
+// replica" is not what follows). Once the vote window (twice the node
+// timeout, 2 s in redistest) has passed, it tries again.
+func failover(t *testing.T, r *testkit.ClusterRig, replica *redistest.Server, slot int) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		r.Failover(t, replica)
+		if r.Owner(t, slot) == replica {
+			return
+		}
+		if attempt == 2 {
+			t.Fatalf("%s did not keep the slots after three failovers", replica.Addr)
+		}
+		t.Logf("%s's failover did not hold (attempt %d); again after the vote window", replica.Addr, attempt+1)
+		time.Sleep(4500 * time.Millisecond)
+	}
 }

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,5 +210,120 @@ func testFunctionFailoverUnderLoad(t *testing.T, r *testkit.ClusterRig) {
 	// replica may get one (the hook has no belief about it), nobody more.
 	for _, s := range r.C.Servers {
 		assert.LessOrEqual(t, sp.Sent("function|load", s), 1, s.Addr)
+	}
+}
+
+// Read-only routing (ReadOnly: FCALL_RO goes to replicas): the results are
+// those of a ReadOnly client without the hook on a cluster where the
+// library was loaded by hand on every primary; the primaries get the
+// library from the hook once, the replicas never (a replica refuses
+// FUNCTION LOAD with READONLY, on which go-redis closes the connection or,
+// in a pipeline, marks the replica failing and re-sends the caller's
+// commands to the primary). A replica that served the hook's FCALL_RO and
+// is then promoted is a primary like any other: after another client's
+// FUNCTION FLUSH there, the hook repairs FCALL on it, single and
+// pipelined.
+func testFunctionsReadOnlyRouting(t *testing.T, r *testkit.ClusterRig) {
+	ctx := t.Context()
+	ps, reps := r.Primaries(t), r.Replicas(t)
+	var hookTags, plainTags []string
+	for _, p := range ps {
+		hookTags = append(hookTags, r.TagOn(t, "fnro-h", p))
+		plainTags = append(plainTags, r.TagOn(t, "fnro-p", p))
+	}
+	ro := func(o *redis.ClusterOptions) { o.ReadOnly = true }
+	rdb, h, _ := hooked(t, r, ro)
+	_, err := h.RegisterLibrary(fnLib)
+	require.NoError(t, err)
+	sp := watchSends(t, rdb)
+	plain := r.Client(t, ro)
+	run := func(c *redis.ClusterClient, tags []string, pre string) []string {
+		var out []string
+		for _, tag := range tags {
+			out = append(out, testkit.Render(fnCall(ctx, c, tag, pre+"w")))
+		}
+		for _, p := range ps {
+			require.NoError(t, r.Admin[p.Addr].Do(ctx, "WAIT", 1, 5000).Err())
+		}
+		for round := 0; round < 2; round++ {
+			for _, tag := range tags {
+				out = append(out, testkit.Render(fnPeek(ctx, c, tag, pre+"w")))
+			}
+		}
+		out = append(out, runBatch(ctx, c, false, func(p redis.Pipeliner) {
+			for _, tag := range tags {
+				fnPeek(ctx, p, tag, pre+"w")
+				fnPeek(ctx, p, tag, pre+"none")
+			}
+		})...)
+		for i := range out {
+			out[i] = strings.ReplaceAll(out[i], pre, "")
+		}
+		return out
+	}
+	flushFunctions(t, r)
+	for _, p := range ps {
+		require.NoError(t, r.Admin[p.Addr].FunctionLoad(ctx, fnLib).Err())
+	}
+	r.ResetStats(t)
+	want := run(plain, plainTags, "")
+	assert.Equal(t, int64(2*len(ps)+2*len(ps)), r.Calls(t, "fcall_ro", reps...), "the replicas served FCALL_RO")
+	flushFunctions(t, r)
+	r.ResetStats(t)
+	assert.Equal(t, want, run(rdb, hookTags, "cold-"))
+	assert.Equal(t, int64(2*len(ps)+2*len(ps)), r.Calls(t, "fcall_ro", reps...), "the replicas served FCALL_RO")
+	t.Logf("FUNCTION LOAD to primaries %d, to replicas %d (refused); sends %s", sp.Sent("function|load", ps...), sp.Sent("function|load", reps...), sp)
+	for _, p := range ps {
+		assert.Equal(t, 1, sp.Sent("function|load", p), "%s: one load, before the first FCALL", p.Addr)
+	}
+	assert.Zero(t, sp.Sent("function|load", reps...), "no load to a replica")
+	// go-redis may dial a second connection now and then (its replicas'
+	// PING); READONLY replies would close one for every call.
+	assert.LessOrEqual(t, sp.Redials(), len(reps), "no connection closed and dialled again: %v", sp.dialed)
+	assert.Zero(t, h.Stats().FunctionNotFoundPassed)
+
+	// Warm: no load anywhere.
+	sp.Reset()
+	assert.Equal(t, want, run(rdb, hookTags, "warm-"))
+	assert.Zero(t, sp.Sent("function|load"), "warm: no load anywhere")
+
+	// A replica that got the hook's FCALL_RO is promoted, and another
+	// client flushes its libraries: FCALL there is repaired.
+	a := ps[0]
+	replica := r.ReplicaOf(t, a)
+	slot := testkit.KeySlot(hookTags[0])
+	failover(t, r, replica, slot)
+	require.NoError(t, r.Admin[replica.Addr].FunctionFlush(ctx).Err())
+	require.NoError(t, r.Admin[replica.Addr].Do(ctx, "WAIT", 1, 5000).Err())
+	assert.EqualError(t, plain.FCall(ctx, "fledger", []string{testkit.LedgerKey(plainTags[0])}, "x").Err(), fnNotFound, "what a plain client gets")
+	l := testkit.NewLedger()
+	before := h.Stats()
+	tag := testkit.TagsInSlot("fnro-promoted", slot, 1)[0] // on the promoted replica
+	assert.Equal(t, testkit.Ran, l.RecordCmd(t, tag, "promoted-s", fnCall(ctx, rdb, tag, "promoted-s")))
+	require.NoError(t, r.Admin[replica.Addr].FunctionFlush(ctx).Err())
+	require.NoError(t, r.Admin[replica.Addr].Do(ctx, "WAIT", 1, 5000).Err())
+	var cmds []*redis.Cmd
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < 3; i++ {
+			cmds = append(cmds, fnCall(ctx, p, tag, fmt.Sprint("promoted-p", i)))
+		}
+		return nil
+	})
+	assert.NoError(t, err)
+	for i, c := range cmds {
+		assert.Equal(t, testkit.Ran, l.RecordCmd(t, tag, fmt.Sprint("promoted-p", i), c))
+	}
+	// And FCALL_RO on the new replica, which has the library again by
+	// replication.
+	require.NoError(t, r.Admin[replica.Addr].Do(ctx, "WAIT", 1, 5000).Err())
+	assert.Equal(t, "[]interface {}{\"promoted-s\", 1} | <nil>", testkit.Render(fnPeek(ctx, rdb, tag, "promoted-s")))
+	after := h.Stats()
+	t.Logf("after the promotion and flushes: %d loads, %d repaired, %d not-found passed",
+		after.FunctionLoads-before.FunctionLoads, after.FunctionRepaired-before.FunctionRepaired, after.FunctionNotFoundPassed-before.FunctionNotFoundPassed)
+	assert.Zero(t, after.FunctionNotFoundPassed)
+	failover(t, r, a, slot)
+	l.Verify(t, r.Plain)
+	for _, tag := range append(hookTags, plainTags...) {
+		require.NoError(t, r.Plain.Del(ctx, testkit.LedgerKey(tag)).Err())
 	}
 }
