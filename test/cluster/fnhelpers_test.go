@@ -366,17 +366,29 @@ func notFoundSeen(l *testkit.Ledger) int {
 	return n
 }
 
-// failover is r.Failover that makes sure the replica owns the slots
-// afterwards: Redis 7.0 lets a replica that won an election moments ago
-// "win" its next manual failover with the old votes and epoch, and its
-// primary then takes the slots back (7.0.15 logs "Failover election won"
-// with no election, then the old primary "Reconfiguring myself as a
-// replica" is not what follows). Once the vote window (twice the node
-// timeout, 2 s in redistest) has passed, it tries again.
+// failover is r.Failover that makes sure the replica owns slot afterwards.
+// A primary's peers refuse to vote for a replica of it again within twice
+// the node timeout (2 s in redistest) of their last such vote: Valkey 8 then
+// lets the manual failover time out, and Redis 7.0 lets the replica "win"
+// it with the old votes and epoch, after which its primary, with the
+// higher epoch, takes the slots back (7.0.15 logs "Failover election won"
+// with no election, then the primary is primary again). So failover waits
+// until that window has passed for the replica's primary since the last
+// failover away from it it made, and tries again if the slots went back.
 func failover(t *testing.T, r *testkit.ClusterRig, replica *redistest.Server, slot int) {
 	t.Helper()
+	from := r.Owner(t, slot)
 	for attempt := 0; ; attempt++ {
+		failedAwayMu.Lock()
+		last := failedAway[from.Addr]
+		failedAwayMu.Unlock()
+		if wait := voteWindow - time.Since(last); wait > 0 {
+			time.Sleep(wait)
+		}
 		r.Failover(t, replica)
+		failedAwayMu.Lock()
+		failedAway[from.Addr] = time.Now()
+		failedAwayMu.Unlock()
 		if r.Owner(t, slot) == replica {
 			return
 		}
@@ -384,6 +396,13 @@ func failover(t *testing.T, r *testkit.ClusterRig, replica *redistest.Server, sl
 			t.Fatalf("%s did not keep the slots after three failovers", replica.Addr)
 		}
 		t.Logf("%s's failover did not hold (attempt %d); again after the vote window", replica.Addr, attempt+1)
-		time.Sleep(4500 * time.Millisecond)
 	}
 }
+
+// voteWindow is twice redistest's cluster-node-timeout, and a margin.
+const voteWindow = 4500 * time.Millisecond
+
+var (
+	failedAwayMu sync.Mutex
+	failedAway   = map[string]time.Time{}
+)

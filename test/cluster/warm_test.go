@@ -172,8 +172,7 @@ func testWarmScriptsFailover(t *testing.T, r *testkit.ClusterRig) {
 	warmOps(ctx, t, rdb, l, hookTags, "warm-", true)
 
 	require.NoError(t, r.Admin[replica.Addr].ScriptFlush(ctx).Err(), "SCRIPT FLUSH on a replica is allowed")
-	r.Failover(t, replica)
-	require.Equal(t, replica, r.Owner(t, testkit.KeySlot(tags[0])), "the replica is primary now")
+	failover(t, r, replica, testkit.KeySlot(tags[0]))
 	sp.Reset()
 	psp.Reset()
 	w.Reset()
@@ -190,7 +189,7 @@ func testWarmScriptsFailover(t *testing.T, r *testkit.ClusterRig) {
 	assert.LessOrEqual(t, loads, 1)
 	assert.LessOrEqual(t, txBodies, 1)
 	assert.LessOrEqual(t, sp.Singles("script|load"), 1, "at most one extra round trip")
-	r.Failover(t, a) // back as it was
+	failover(t, r, a, testkit.KeySlot(tags[0])) // back as it was
 
 	assert.Zero(t, testkit.NoScriptSeen(l))
 	assert.Zero(t, h.Stats().NoScriptPassed)
