@@ -68,9 +68,10 @@ func hasLib(t testing.TB, a *redis.Client) bool {
 }
 
 // sendSpy counts, per node address, the round trips a client's node
-// clients make (a single command or a pipeline each) and the commands in
-// them, as INFO commandstats names them. Placed after scripthook, it sees
-// what the hook adds.
+// clients make (a single command or a pipeline each; a connection's
+// handshake aside), the commands in them as INFO commandstats names them
+// (all, those sent alone, those inside transactions), and the dials.
+// Placed after scripthook, it sees what the hook adds.
 type sendSpy struct {
 	mu      sync.Mutex
 	watched map[*redis.Client]bool
@@ -141,8 +142,8 @@ func (s *sendSpy) add(n *redis.Client) {
 	}
 }
 
-// hookFor returns the spy's hook for a client of the server at addr (for a
-// FailoverClient, "" means: the address of the connection).
+// hookFor returns the spy's hook for a client of the server at addr (any
+// label for a client whose server changes, as a FailoverClient's).
 func (s *sendSpy) hookFor(addr string) redis.Hook {
 	return dialCounter{s: s, addr: addr, Spy: &testkit.Spy{Before: func(_ context.Context, cmds []redis.Cmder) {
 		if setup(cmds) {
