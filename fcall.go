@@ -40,7 +40,7 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	}
 	held, gen := e.srv.holds(lib)
 	loaded, loadErr := false, error(nil)
-	if !held && e.srv.mayLoadFns() {
+	if !held && e.srv.mayLoadFns() && e.preloads(sc.kind) {
 		// First call of the library's functions on this server (or after
 		// it lost them): the registered code goes first.
 		loadErr, loaded = e.loadLibrary(ctx, lib, next, r), true
@@ -60,7 +60,7 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	}
 	reload := e.srv.missing(lib.name, gen)
 	switch {
-	case loaded && isRedisError(loadErr):
+	case loaded && loadErrStands(loadErr, sc.kind):
 		// The registered library could not be loaded (it does not compile,
 		// the server is out of memory or read-only, the user may not load
 		// it, another library has its function): that is why the function
@@ -82,7 +82,7 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 				cmd.SetErr(ctx.Err())
 				return ctx.Err()
 			}
-			if isRedisError(lerr) {
+			if loadErrStands(lerr, sc.kind) {
 				cmd.SetErr(lerr)
 				return lerr
 			}
@@ -100,6 +100,19 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	}
 	e.sh.fns.repaired.Add(1)
 	return err
+}
+
+// loadErrStands reports whether the caller of a call of kind k that met
+// "Function not found" gets the error reply to the hook's FUNCTION LOAD
+// instead. A replica's READONLY does so for FCALL, which belongs on a
+// primary: go-redis then reloads a ClusterClient's slot map and sends the
+// call again, to the primary, as after a MOVED. Not for FCALL_RO, which
+// read-only routing sends to replicas on purpose: go-redis would send it to
+// a replica again, up to MaxRedirects times, each time after one more
+// refused load, and end with READONLY; the server's "Function not found"
+// stands, as without the hook.
+func loadErrStands(err error, k kind) bool {
+	return isRedisError(err) && !(k == kindFCallRO && isReadOnly(err))
 }
 
 // loadLibrary makes the server hold lib: it sends the hook's FUNCTION LOAD

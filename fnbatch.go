@@ -51,7 +51,7 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 			p.fnGen = map[*library]uint64{}
 		}
 		p.fnGen[it.lib] = gen
-		return !held
+		return !held && e.preloads(it.k)
 	}
 	for i := range p.items {
 		it := &p.items[i]

@@ -49,12 +49,13 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 		if claim(&sh.claimed, c) {
 			// A cluster has database 0 only.
 			c.AddHook(&topHook{sh: sh, db: "0"})
-			c.OnNewNode(func(node *redis.Client) { sh.attachNode(node, "0", true) })
+			readRouted := c.Options().ReadOnly // set by RouteByLatency and RouteRandomly too
+			c.OnNewNode(func(node *redis.Client) { sh.attachNode(node, "0", true, readRouted) })
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
 		defer cancel()
 		err := c.ForEachShard(ctx, func(_ context.Context, node *redis.Client) error {
-			sh.attachNode(node, "0", true)
+			sh.attachNode(node, "0", true, c.Options().ReadOnly)
 			return nil
 		})
 		if err != nil {
@@ -65,13 +66,13 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 		db := strconv.Itoa(c.Options().DB)
 		if claim(&sh.claimed, c) {
 			c.AddHook(&topHook{sh: sh, db: db})
-			c.OnNewNode(func(shard *redis.Client) { sh.attachNode(shard, db, false) })
+			c.OnNewNode(func(shard *redis.Client) { sh.attachNode(shard, db, false, false) })
 		}
 		// A Ring's shards exist from construction; ForEachShard reaches them
 		// without a network round trip. It skips shards the Ring's heartbeat
 		// has marked down, hence: install before first use.
 		return c.ForEachShard(context.Background(), func(_ context.Context, shard *redis.Client) error {
-			sh.attachNode(shard, db, false)
+			sh.attachNode(shard, db, false, false)
 			return nil
 		})
 	case nil:
@@ -82,12 +83,13 @@ func (h *Hook) Install(rdb redis.UniversalClient) error {
 }
 
 // attachNode gives a node client its own node hook, once. cluster says the
-// node belongs to a ClusterClient (see engine.cluster).
-func (sh *shared) attachNode(node *redis.Client, db string, cluster bool) {
+// node belongs to a ClusterClient (see engine.cluster), readRouted that
+// the ClusterClient sends read-only commands to replicas.
+func (sh *shared) attachNode(node *redis.Client, db string, cluster, readRouted bool) {
 	if !claim(&sh.claimed, node) {
 		return
 	}
-	n := &nodeHook{engine: engine{sh: sh, srv: sh.newServerState(), cluster: cluster}, db: db}
+	n := &nodeHook{engine: engine{sh: sh, srv: sh.newServerState(), cluster: cluster, readRouted: readRouted}, db: db}
 	addr := node.Options().Addr
 	n.srv.addr.Store(&addr)
 	node.AddHook(n)

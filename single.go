@@ -16,6 +16,22 @@ type engine struct {
 	// cluster marks a ClusterClient's node, whose batches go-redis handles
 	// differently from a Client's (see plan).
 	cluster bool
+	// readRouted marks a node of a ClusterClient that sends read-only
+	// commands to replicas (ReadOnly, RouteByLatency, RouteRandomly): an
+	// FCALL_RO there may be on a replica (see preloads).
+	readRouted bool
+}
+
+// preloads reports whether a call of kind k gets the hook's FUNCTION LOAD
+// ahead of it where the server is not known to hold the library. An
+// FCALL_RO on a read-routed ClusterClient does not: it may be on a
+// replica, which has the library by replication and refuses the load with
+// READONLY, on which go-redis closes the connection (the hook then forgets
+// all it knew of the server) and, in a pipeline, marks the replica as
+// failing and re-sends the caller's commands to the primary. A
+// "Function not found" is repaired as everywhere.
+func (e *engine) preloads(k kind) bool {
+	return !(e.readRouted && k == kindFCallRO)
 }
 
 // resolve finds the script a call runs: by the caller's body (proven

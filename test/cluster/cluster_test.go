@@ -25,6 +25,12 @@ var clusterTests = []struct {
 	{"Redirects", testRedirects},
 	{"ReshardUnderLoad", testReshardUnderLoad},
 	{"FailoverUnderLoad", testFailoverUnderLoad},
+	{"FunctionsEveryPrimary", testFunctionsEveryPrimary},
+	{"FunctionsReadOnlyRouting", testFunctionsReadOnlyRouting},
+	{"FunctionReshardUnderLoad", testFunctionReshardUnderLoad},
+	{"FunctionFailoverUnderLoad", testFunctionFailoverUnderLoad},
+	{"WarmScriptsSlotMove", testWarmScriptsSlotMove},
+	{"WarmScriptsFailover", testWarmScriptsFailover},
 }
 
 // TestCluster runs clusterTests in turn on a cluster of its own, in
