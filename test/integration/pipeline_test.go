@@ -435,9 +435,7 @@ func TestAutoPipelinerMixedCallers(t *testing.T) {
 	t.Parallel()
 	r, h := rig(t)
 	ctx := t.Context()
-	ap, err := r.Hooked.AutoPipeline()
-	require.NoError(t, err)
-	defer ap.Close()
+	ap := testkit.AutoPipeline(t, r.Hooked)
 	const workers, each = 16, 100
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
