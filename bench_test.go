@@ -14,8 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook/internal/testkit"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // nopNext is a server that answers every single command with success and
@@ -146,35 +144,6 @@ func BenchmarkWarmEvalParallel(b *testing.B) {
 			_ = p(ctx, cmd)
 		}
 	})
-}
-
-// BenchmarkTracing is the warm script path under each sampling regime.
-func BenchmarkTracing(b *testing.B) {
-	sdk := func(s sdktrace.Sampler) Option {
-		return WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSampler(s)))
-	}
-	for _, r := range []struct {
-		name string
-		opts []Option
-	}{
-		{"off", []Option{WithTracing(false)}},
-		{"noop-provider", []Option{WithTracerProvider(noop.NewTracerProvider())}},
-		{"never-sample", []Option{sdk(sdktrace.NeverSample())}},
-		{"always-sample", []Option{sdk(sdktrace.AlwaysSample())}},
-		{"always-sample-query-text", []Option{WithQueryText(true), sdk(sdktrace.AlwaysSample())}},
-	} {
-		b.Run(r.name, func(b *testing.B) {
-			h := New(r.opts...)
-			p := h.ProcessHook(nopNext)
-			ctx := context.Background()
-			cmd := redis.NewCmd(ctx, "eval", benchBody(4<<10), 1, "key", "arg")
-			warmCall(b, h, p, cmd)
-			b.ReportAllocs()
-			for b.Loop() {
-				_ = p(ctx, cmd)
-			}
-		})
-	}
 }
 
 // BenchmarkPipeline1000 is a warm 1000-call pipeline of one 4 KB script:

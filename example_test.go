@@ -8,9 +8,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook"
+	"github.com/scripthook/scripthook/internal/spanrec"
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -181,8 +180,8 @@ func ExampleInstrument() {
 // pipeline gets one span with a child per script command. A call the hook
 // repaired says so, with an event giving the cause (the hook had loaded the
 // script, so the server lost it) and how (SCRIPT LOAD, then EVALSHA). Here
-// the spans go to an in-memory OpenTelemetry SDK; a program would install
-// its exporter's provider.
+// the spans go to an in-memory recorder; a program would pass its
+// exporter's provider.
 //
 // The single call of a registered script loads it first (SCRIPT LOAD, then
 // EVALSHA), which also tells the hook that the user may run both; so the
@@ -190,9 +189,10 @@ func ExampleInstrument() {
 // for every use. The short unregistered script goes as written: its EVALSHA
 // would be longer than its body.
 func Example_tracing() {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer func() { _ = tp.Shutdown(context.Background()) }()
+	// A program passes its SDK's provider (sdktrace.NewTracerProvider(...)).
+	// spanrec is this repository's in-memory recorder on the OpenTelemetry
+	// API alone: it keeps the SDK out of the library's go.mod.
+	tp := spanrec.New()
 
 	rdb, stop := exampleClient()
 	defer stop()
@@ -215,7 +215,7 @@ func Example_tracing() {
 		_ = rdb.Eval(ctx, "return 1", nil).Err() // not registered
 	}
 
-	printExampleSpans(rec.Ended())
+	printExampleSpans(tp.Ended())
 	// The first call goes as written: its reply shows that the server lets
 	// this user run EVAL. The pipeline goes as written too, with probes at
 	// its end that ask whether the user may run EVALSHA; from then on the
@@ -241,25 +241,25 @@ var exampleSpanAttrs = []attribute.Key{
 // printExampleSpans prints each top-level span, in the order they ended,
 // followed by its events and its children, with the attributes that say
 // what scripthook did.
-func printExampleSpans(spans []sdktrace.ReadOnlySpan) {
-	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
+func printExampleSpans(spans []*spanrec.Span) {
+	children := map[trace.SpanID][]*spanrec.Span{}
 	for _, s := range spans {
-		if s.Parent().IsValid() {
-			children[s.Parent().SpanID()] = append(children[s.Parent().SpanID()], s)
+		if s.Parent.IsValid() {
+			children[s.Parent.SpanID()] = append(children[s.Parent.SpanID()], s)
 		}
 	}
-	var show func(s sdktrace.ReadOnlySpan, indent string)
-	show = func(s sdktrace.ReadOnlySpan, indent string) {
-		fmt.Printf("%s%s: %s\n", indent, s.Name(), emitExampleAttrs(s.Attributes(), exampleSpanAttrs))
-		for _, ev := range s.Events() {
+	var show func(s *spanrec.Span, indent string)
+	show = func(s *spanrec.Span, indent string) {
+		fmt.Printf("%s%s: %s\n", indent, s.Name, emitExampleAttrs(s.Attributes, exampleSpanAttrs))
+		for _, ev := range s.Events {
 			fmt.Printf("%s  event %s: %s\n", indent, ev.Name, emitExampleAttrs(ev.Attributes, nil))
 		}
-		for _, c := range children[s.SpanContext().SpanID()] {
+		for _, c := range children[s.SpanContext.SpanID()] {
 			show(c, indent+"  ")
 		}
 	}
 	for _, s := range spans {
-		if !s.Parent().IsValid() {
+		if !s.Parent.IsValid() {
 			show(s, "")
 		}
 	}

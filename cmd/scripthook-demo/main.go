@@ -74,7 +74,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer tgt.close()
 
 	tr := newTracing()
-	defer func() { _ = tr.tp.Shutdown(context.Background()) }()
 	plain, hooked, err := runBoth(ctx, tgt, cfg, tr)
 	// Delete the keys even after a failure: a real server is left as it was.
 	if cerr := tgt.deleteKeys(ctx); cerr != nil && err == nil {
@@ -124,7 +123,7 @@ func runBoth(ctx context.Context, tgt *target, cfg config, tr *tracing) (plain, 
 // the demo is about, plus spans recorded in memory for the waterfall; this
 // is the one place to change them (pipeline mode, ...).
 func hookOptions(tr *tracing) []scripthook.Option {
-	return []scripthook.Option{scripthook.WithTracerProvider(tr.tp)}
+	return []scripthook.Option{scripthook.WithTracerProvider(tr.rec)}
 }
 
 // parseFlags reads the command line. ok is false when run must return

@@ -14,8 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/scripthook/scripthook/internal/redistest"
+	"github.com/scripthook/scripthook/internal/spanrec"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 )
 
@@ -443,11 +443,11 @@ func readBar(bar string) (from, width int) {
 // TestPick checks which top-level spans the waterfall samples.
 func TestPick(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	var stubs tracetest.SpanStubs
+	var roots []*spanrec.Span
 	add := func(name string, attrs ...attribute.KeyValue) {
-		stubs = append(stubs, tracetest.SpanStub{
-			Name: name, StartTime: t0.Add(time.Duration(len(stubs)) * time.Millisecond),
-			EndTime: t0.Add(time.Duration(len(stubs))*time.Millisecond + 1), Attributes: attrs,
+		roots = append(roots, &spanrec.Span{
+			Name: name, StartTime: t0.Add(time.Duration(len(roots)) * time.Millisecond),
+			EndTime: t0.Add(time.Duration(len(roots))*time.Millisecond + 1), Attributes: attrs,
 		})
 	}
 	cold := attribute.Bool("scripthook.body_sent", true)
@@ -464,10 +464,9 @@ func TestPick(t *testing.T) {
 	add("MULTI") // 8: first transaction
 	add("MULTI EVAL")
 	var got []int
-	roots := stubs.Snapshots()
 	for _, p := range pick(roots) {
 		for i, r := range roots {
-			if r.StartTime().Equal(p.StartTime()) { // unique per stub
+			if r.StartTime.Equal(p.StartTime) { // unique per stub
 				got = append(got, i)
 			}
 		}

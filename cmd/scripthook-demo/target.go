@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"time"
 
@@ -146,10 +147,19 @@ func (t *target) ping(ctx context.Context) error {
 // retries: everything it does is quick and local to the demo, and a failure
 // should be reported, not hidden.
 func adminClient(addr string, db int) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr: addr, DB: db, DialTimeout: dialTimeout,
-		MaxRetries: -1, DialerRetries: 1,
-	})
+	o := &redis.Options{Addr: addr, DB: db, DialTimeout: dialTimeout, MaxRetries: -1}
+	oneDial(o)
+	return redis.NewClient(o)
+}
+
+// oneDial sets o.DialerRetries to 1 (one dial per attempt, no retries)
+// where go-redis has the field: v9.16 added it, with 5 retries by default.
+// By reflection, so that the demo builds on the older go-redis releases
+// the library supports (README, "Supported versions").
+func oneDial(o *redis.Options) {
+	if f := reflect.ValueOf(o).Elem().FieldByName("DialerRetries"); f.IsValid() && f.CanSet() {
+		f.SetInt(1)
+	}
 }
 
 // flushScripts empties the script cache of every server the workload uses:

@@ -9,23 +9,19 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/scripthook/scripthook/internal/spanrec"
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// tracing records the hook run's spans in memory. The SDK is the demo's
-// business only: the library depends on the OpenTelemetry API alone.
+// tracing records the hook run's spans in memory, with spanrec (the
+// OpenTelemetry API alone), so that the demo adds no SDK to the library's
+// module. A program passes its SDK's TracerProvider instead.
 type tracing struct {
-	rec *tracetest.SpanRecorder
-	tp  *sdktrace.TracerProvider
+	rec *spanrec.Recorder
 }
 
-func newTracing() *tracing {
-	rec := tracetest.NewSpanRecorder()
-	return &tracing{rec: rec, tp: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))}
-}
+func newTracing() *tracing { return &tracing{rec: spanrec.New()} }
 
 // Shape of the waterfall.
 const (
@@ -55,25 +51,25 @@ func printWaterfall(w io.Writer, t *tracing) {
 	if len(spans) == 0 {
 		return
 	}
-	sort.SliceStable(spans, func(i, j int) bool { return spans[i].StartTime().Before(spans[j].StartTime()) })
-	children := map[trace.SpanID][]sdktrace.ReadOnlySpan{}
-	var roots []sdktrace.ReadOnlySpan
+	sort.SliceStable(spans, func(i, j int) bool { return spans[i].StartTime.Before(spans[j].StartTime) })
+	children := map[trace.SpanID][]*spanrec.Span{}
+	var roots []*spanrec.Span
 	for _, s := range spans {
-		if s.Parent().IsValid() {
-			children[s.Parent().SpanID()] = append(children[s.Parent().SpanID()], s)
+		if s.Parent.IsValid() {
+			children[s.Parent.SpanID()] = append(children[s.Parent.SpanID()], s)
 		} else {
 			roots = append(roots, s)
 		}
 	}
 
 	var rows []row
-	var add func(s sdktrace.ReadOnlySpan, depth int)
-	add = func(s sdktrace.ReadOnlySpan, depth int) {
+	var add func(s *spanrec.Span, depth int)
+	add = func(s *spanrec.Span, depth int) {
 		rows = append(rows, row{span: s, depth: depth})
 		if depth == childDepth {
 			return
 		}
-		kids := children[s.SpanContext().SpanID()]
+		kids := children[s.SpanContext.SpanID()]
 		for i, k := range kids {
 			if i == childrenShown {
 				rows = append(rows, row{more: len(kids) - childrenShown, depth: depth + 1})
@@ -88,12 +84,12 @@ func printWaterfall(w io.Writer, t *tracing) {
 	var shown []interval
 	for _, r := range rows {
 		if r.span != nil {
-			shown = append(shown, interval{r.span.StartTime(), r.span.EndTime()})
+			shown = append(shown, interval{r.span.StartTime, r.span.EndTime})
 		}
 	}
 	ax := newAxis(shown, axisCells)
 
-	origin := spans[0].StartTime()
+	origin := spans[0].StartTime
 	fmt.Fprintf(w, "\nspans of the hook run: %d recorded (in-memory OpenTelemetry SDK); a sample on one time axis\n", len(spans))
 	fmt.Fprintf(w, "(%s of span time across %d characters; ┆ marks time between the spans shown, left out):\n", ms(ax.total), axisCells)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -109,8 +105,8 @@ func printWaterfall(w io.Writer, t *tracing) {
 		}
 		s := r.span
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\n",
-			ms(s.StartTime().Sub(origin)), ms(s.EndTime().Sub(s.StartTime())),
-			ax.bar(s.StartTime(), s.EndTime()), indent, s.Name(), describe(s))
+			ms(s.StartTime.Sub(origin)), ms(s.EndTime.Sub(s.StartTime)),
+			ax.bar(s.StartTime, s.EndTime), indent, s.Name, describe(s))
 	}
 	_ = tw.Flush()
 }
@@ -118,7 +114,7 @@ func printWaterfall(w io.Writer, t *tracing) {
 // row is one line of the waterfall: a span, or how many more children its
 // parent has than are shown (span nil).
 type row struct {
-	span  sdktrace.ReadOnlySpan
+	span  *spanrec.Span
 	more  int
 	depth int
 }
@@ -126,8 +122,8 @@ type row struct {
 // pick chooses the top-level spans worth a look, in the order they started:
 // the first script calls (see minFirstCalls), the first repaired call, the
 // first pipeline and the first transaction.
-func pick(roots []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
-	var picked []sdktrace.ReadOnlySpan
+func pick(roots []*spanrec.Span) []*spanrec.Span {
+	var picked []*spanrec.Span
 	calls := 0
 	var warm, repaired, pipeline, multi bool
 	for _, r := range roots {
@@ -152,8 +148,8 @@ func pick(roots []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
 // batchKind is PIPELINE or MULTI for a batch span, "" for a script call.
 // Batch spans are named PIPELINE or MULTI, followed by the command when all
 // of the batch's commands are the same.
-func batchKind(s sdktrace.ReadOnlySpan) string {
-	name := s.Name()
+func batchKind(s *spanrec.Span) string {
+	name := s.Name
 	for _, b := range []string{"PIPELINE", "MULTI"} {
 		if name == b || strings.HasPrefix(name, b+" ") {
 			return b
@@ -167,10 +163,10 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 // describe summarizes what a span says scripthook did: what went out in
 // place of the caller's command, whether a body went with it, a repair with
 // its cause and how; for a batch, its size and counts.
-func describe(s sdktrace.ReadOnlySpan) string {
+func describe(s *spanrec.Span) string {
 	var parts []string
 	a := map[attribute.Key]attribute.Value{}
-	for _, kv := range s.Attributes() {
+	for _, kv := range s.Attributes {
 		a[kv.Key] = kv.Value
 	}
 	if v, ok := a["scripthook.sent"]; ok {
@@ -181,7 +177,7 @@ func describe(s sdktrace.ReadOnlySpan) string {
 	}
 	if v, ok := a["scripthook.repaired"]; ok && v.AsBool() {
 		repair := "repaired"
-		for _, ev := range s.Events() {
+		for _, ev := range s.Events {
 			if ev.Name != "scripthook.repair" {
 				continue
 			}
@@ -216,8 +212,8 @@ func describe(s sdktrace.ReadOnlySpan) string {
 	return strings.Join(parts, " ")
 }
 
-func boolAttr(s sdktrace.ReadOnlySpan, key attribute.Key) bool {
-	for _, kv := range s.Attributes() {
+func boolAttr(s *spanrec.Span, key attribute.Key) bool {
+	for _, kv := range s.Attributes {
 		if kv.Key == key {
 			return kv.Value.AsBool()
 		}

@@ -91,7 +91,9 @@ func StartSentinel(t testing.TB) *Sentinel {
 func replicaOf(ctx context.Context, r, p *Server) error {
 	c := r.adminClient()
 	defer c.Close()
-	if err := c.ReplicaOf(ctx, "127.0.0.1", strconv.Itoa(p.Port)).Err(); err != nil {
+	// Do, not ReplicaOf: go-redis has the method only from v9.19, and the
+	// suite runs on older releases too (README, "Supported versions").
+	if err := c.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(p.Port)).Err(); err != nil {
 		return fmt.Errorf("redistest: REPLICAOF on %s: %w", r.Addr, err)
 	}
 	if err := c.ConfigRewrite(ctx).Err(); err != nil {

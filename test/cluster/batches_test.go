@@ -191,9 +191,7 @@ func testPipelineBodies(t *testing.T, r *testkit.ClusterRig) {
 // no NOSCRIPT reaches a caller, with SCRIPT FLUSH on every node meanwhile.
 func testAutoPipeline(t *testing.T, r *testkit.ClusterRig) {
 	rdb, h, _ := hooked(t, r, nil)
-	ap, err := rdb.AutoPipeline()
-	require.NoError(t, err)
-	defer ap.Close()
+	ap := testkit.AutoPipeline(t, rdb)
 	var tags []string
 	for _, p := range r.Primaries(t) {
 		tags = append(tags, r.TagsOn(t, "autopipe", p, 2)...)

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"crypto/fips140"
 	"fmt"
 	"strings"
 	"sync"
@@ -92,7 +91,7 @@ func TestPipelineOptimisticSameAsPlain(t *testing.T) {
 func testPipelineAgainstPlain(t *testing.T, mode scripthook.PipelineMode) {
 	srv := redistest.Start(t)
 	for name, ops := range batchShapes {
-		if name == "evalsha registered" && fips140.Enforced() {
+		if name == "evalsha registered" && testkit.FIPSOnly() {
 			// Under GODEBUG=fips140=only (TestFIPSOnly) the caller could
 			// not have the SHA1 of a registered script before a server
 			// told it (fips_test.go).
@@ -140,7 +139,7 @@ func testPipelineAgainstPlain(t *testing.T, mode scripthook.PipelineMode) {
 						// Under GODEBUG=fips140=only the batch that learns a hot
 						// script's SHA1 carries one body more (the SCRIPT LOAD
 						// whose reply tells it); TestFIPSCore bounds a run.
-						if !mayMiss && !fips140.Enforced() {
+						if !mayMiss && !testkit.FIPSOnly() {
 							// Never more bytes than plain EVAL (the registered
 							// script's EVALSHA is the caller's, and a body that
 							// makes sure it runs is extra); scripts big enough
@@ -435,9 +434,7 @@ func TestAutoPipelinerMixedCallers(t *testing.T) {
 	t.Parallel()
 	r, h := rig(t)
 	ctx := t.Context()
-	ap, err := r.Hooked.AutoPipeline()
-	require.NoError(t, err)
-	defer ap.Close()
+	ap := testkit.AutoPipeline(t, r.Hooked)
 	const workers, each = 16, 100
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -267,7 +266,7 @@ func TestEvalShaRegisteredAndUnknown(t *testing.T) {
 	got := r.Hooked.EvalSha(ctx, unknown, nil).Err()
 	require.Error(t, got)
 	assert.Equal(t, want.Error(), got.Error())
-	assert.True(t, errors.Is(got, redis.ErrNoScript) || redis.HasErrorPrefix(got, "NOSCRIPT"))
+	assert.True(t, redis.HasErrorPrefix(got, "NOSCRIPT"), "the server's NOSCRIPT (redis.ErrNoScript from go-redis v9.19 on matches it too)")
 }
 
 // Malformed script commands reach the server unchanged and get its own
