@@ -2,6 +2,7 @@ package scripthook
 
 import (
 	"context"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -31,16 +32,23 @@ func fnArgsForge(args []interface{}) bool {
 func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, next redis.ProcessHook, r *run) error {
 	r.srv = e.srv
 	lib := e.sh.libs.forFunction(sc.function)
-	if lib == nil || e.srv.openMulti.Load() > 0 || ctx.Value(inLoadKey{}) != nil {
-		// Not registered; or the replies prove nothing (a MULTI the
-		// caller opened); or the call is made inside the hook's own load
-		// (an OnConnect of the connection it dials), which must not wait
-		// for itself.
-		return next(ctx, cmd)
+	if lib == nil {
+		return next(ctx, cmd) // not registered
 	}
+	if ctx.Value(inLoadKey{}) != nil {
+		return e.fcallInLoad(ctx, cmd, lib, next, r)
+	}
+	// While the caller has a MULTI of its own open (on a Conn), this call
+	// may be inside it, where nothing of the hook's may go: it goes as
+	// written. Its reply tells: QUEUED inside the MULTI, the function's
+	// reply outside it, and "Function not found" proves it ran outside any
+	// MULTI (no command is refused so when queued), so that one is
+	// repaired below like any other: a caller on another connection is
+	// not affected by someone's open MULTI.
+	inMulti := e.srv.openMulti.Load() > 0
 	held, gen := e.srv.holds(lib)
 	loaded, loadErr := false, error(nil)
-	if !held && e.srv.mayLoadFns() {
+	if !held && !inMulti && e.srv.mayLoadFns() {
 		// First call of the library's functions on this server (or after
 		// it lost them): the registered code goes first.
 		loadErr, loaded = e.loadLibrary(ctx, lib, next, r), true
@@ -56,6 +64,15 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	if !isNoFunction(err) || lib.forge || lib.echoes && fnArgsForge(cmd.Args()[3:]) {
 		// Done; or the function's own error reply could read like the
 		// server's "Function not found": the caller gets it as it is.
+		return err
+	}
+	if !loaded && e.srv.mayLoadFns() && lib.echoes && e.fnPresent(ctx, lib, sc.function, next) {
+		// The code builds error replies from strings, which can spell the
+		// server's text however the arguments look (joined from two,
+		// read from a key): before anything is sent again, the server
+		// says whether it holds the function. It does: the reply was the
+		// function's own, and the function ran; the caller gets it as
+		// it is, once.
 		return err
 	}
 	reload := e.srv.missing(lib.name, gen)
@@ -95,6 +112,89 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	err = next(ctx, cmd)
 	if isNoFunction(err) {
 		e.srv.missing(lib.name, gen)
+		e.sh.fns.passed.Add(1)
+		return err
+	}
+	e.sh.fns.repaired.Add(1)
+	return err
+}
+
+// fnPresent reports whether the server holds the function of lib named
+// function now (FUNCTION LIST LIBRARYNAME, one round trip, only after a
+// "Function not found" to a call of a library that could have written that
+// reply itself). Whatever cannot tell (the user may not list functions, a
+// transport error) counts as present: the caller then gets the reply as it
+// is, as without the hook, and nothing runs twice. What it cannot see is
+// another client's FUNCTION FLUSH landing between the call's reply and the
+// listing; README says so.
+func (e *engine) fnPresent(ctx context.Context, lib *library, function string, next redis.ProcessHook) bool {
+	c := newFnListCmd(ctx, lib)
+	if err := next(ctx, c); err != nil {
+		return true
+	}
+	return c.holds(lib, function)
+}
+
+// fnListCmd is the hook's FUNCTION LIST LIBRARYNAME of one library.
+type fnListCmd struct{ *redis.FunctionListCmd }
+
+func newFnListCmd(ctx context.Context, lib *library) fnListCmd {
+	return fnListCmd{redis.NewFunctionListCmd(ctx, "function", "list", "libraryname", lib.name)}
+}
+
+// holds reports whether the listing shows lib with the function (or could
+// not be read, which counts as holding it).
+func (c fnListCmd) holds(lib *library, function string) bool {
+	if c.Err() != nil {
+		return true
+	}
+	for _, l := range c.Val() {
+		if l.Name != lib.name { // LIBRARYNAME is a pattern
+			continue
+		}
+		for _, f := range l.Functions {
+			if strings.EqualFold(f.Name, function) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fcallInLoad sends a call made inside the hook's own load: in the
+// OnConnect of the connection that load dials, whose load waits for this
+// call, so this call must not wait for it. It goes as written; answered
+// "Function not found", the library is loaded on this same connection, by
+// itself, outside the shared load, and the call sent again once, so that an
+// OnConnect that calls a registered function works as where the library is
+// loaded (the cost: a second FUNCTION LOAD on this server, once).
+func (e *engine) fcallInLoad(ctx context.Context, cmd redis.Cmder, lib *library, next redis.ProcessHook, r *run) error {
+	err := next(ctx, cmd)
+	if !isNoFunction(err) || lib.forge || lib.echoes && fnArgsForge(cmd.Args()[3:]) || !e.srv.mayLoadFns() {
+		return err
+	}
+	if function, _ := fnNameArg(cmd.Args()[1]); lib.echoes && e.fnPresent(ctx, lib, function, next) {
+		return err // the function's own reply (see runFCall)
+	}
+	c := newFnLoadCmd(e.sh, lib)
+	c.active.Store(true)
+	lerr := next(ctx, c)
+	c.active.Store(false)
+	if lerr == nil {
+		lerr = c.Err()
+	}
+	r.bodies++
+	e.sh.fns.loads.Add(1)
+	e.sh.stats.bodiesSent.Add(1)
+	if lerr != nil {
+		// The outer load meets the same refusal and learns from it.
+		e.sh.fns.passed.Add(1)
+		cmd.SetErr(err)
+		return err
+	}
+	r.repair, r.cause = repairLoad, causeLost
+	err = next(ctx, cmd)
+	if isNoFunction(err) {
 		e.sh.fns.passed.Add(1)
 		return err
 	}

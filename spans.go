@@ -63,7 +63,7 @@ func (t *telemetry) startScript(ctx context.Context, sc *scriptCall, s *script, 
 // a top hook, the chain down to the node hook).
 func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db string, srv *server, next redis.ProcessHook,
 	do func(context.Context, redis.Cmder, *scriptCall, redis.ProcessHook, *run) error) error {
-	sc, ok := parseScript(k, cmd.Args())
+	sc, ok := parseFCall(k, cmd.Args())
 	if !ok {
 		return next(ctx, cmd)
 	}
