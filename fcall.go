@@ -48,7 +48,7 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	inMulti := e.srv.openMulti.Load() > 0
 	held, gen := e.srv.holds(lib)
 	loaded, loadErr := false, error(nil)
-	if !held && !inMulti && e.srv.mayLoadFns() {
+	if !held && !inMulti && e.srv.mayLoadFns() && (sc.kind != kindFCallRO || e.srv.knownPrimary()) {
 		// First call of the library's functions on this server (or after
 		// it lost them): the registered code goes first.
 		loadErr, loaded = e.loadLibrary(ctx, lib, next, r), true
@@ -242,7 +242,9 @@ func (e *engine) settleFnLoad(f *fnFlight, c *fnLoadCmd, err error) {
 	case isDenied(err, capFunctionLoad.aclName()):
 		e.srv.learn(capFunctionLoad, false)
 	case isReadOnly(err):
+		// Not known to be a primary any more (see knownPrimary).
 		e.srv.replica.Store(true)
+		e.srv.caps[capFunctionLoad].Store(capUnknown)
 	case isRedisError(err):
 		e.srv.learn(capFunctionLoad, true)
 	}

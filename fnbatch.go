@@ -61,6 +61,9 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 		if i >= stop || !it.k.isFCall() || it.lib == nil {
 			return false
 		}
+		if it.k == kindFCallRO && !p.notQueued && !e.srv.knownPrimary() {
+			return false // as in runFCall: see knownPrimary
+		}
 		held, gen := e.srv.holds(it.lib)
 		if p.fnGen == nil {
 			p.fnGen = map[*library]uint64{}

@@ -58,6 +58,22 @@ func (sv *server) mayLoadFns() bool {
 	return sv.can(capFunctionLoad) != capNo && !sv.replica.Load()
 }
 
+// knownPrimary reports whether this server itself has shown that the hook
+// may load there: it accepted (or refused for another reason than ACL or
+// READONLY) one of the hook's loads, and has not said READONLY since.
+//
+// An FCALL_RO gets no load ahead of it until then. A read-only call is what
+// goes to replicas, and a replica refuses the load with READONLY, on which
+// go-redis closes the connection; the redial that follows makes the hook
+// forget the replica (it may be a failover), so a load before every
+// FCALL_RO would cost a refused load and a new connection per call. The
+// call goes as written instead: a replica runs it on the replicated
+// library, and a primary that lacks the library answers "Function not
+// found", which is repaired (and shows the server a primary).
+func (sv *server) knownPrimary() bool {
+	return sv.caps[capFunctionLoad].Load() == capYes && !sv.replica.Load()
+}
+
 // dropFn records that the caller deleted a library.
 func (sv *server) dropFn(name string) {
 	sv.mu.Lock()

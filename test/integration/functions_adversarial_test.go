@@ -288,21 +288,26 @@ func TestFnAdvEchoedRunsOnce(t *testing.T) {
 	for _, c := range []*redis.Client{w.ref.Admin, w.hk.Admin} {
 		require.NoError(t, c.Set(ctx, "msg", noFunction, 0).Err())
 	}
-	forging := map[string]func(ctx context.Context, p redis.Cmdable) redis.Cmder{
-		"one argument": func(ctx context.Context, p redis.Cmdable) redis.Cmder {
-			return p.FCall(ctx, "fa_echo", []string{"e"}, noFunction)
-		},
-		"bytes": func(ctx context.Context, p redis.Cmdable) redis.Cmder {
-			return p.FCall(ctx, "fa_echo", []string{"e"}, []byte(noFunction))
-		},
-		"joined": func(ctx context.Context, p redis.Cmdable) redis.Cmder {
-			return p.FCall(ctx, "fa_cat", []string{"e"}, "ERR Function not", " found")
-		},
-		"from a key": func(ctx context.Context, p redis.Cmdable) redis.Cmder {
-			return p.FCall(ctx, "fa_fromkey", []string{"e", "msg"})
-		},
+	type forgingCall struct {
+		name string
+		call func(ctx context.Context, p redis.Cmdable) redis.Cmder
 	}
-	for name, call := range forging {
+	forging := []forgingCall{
+		{"one argument", func(ctx context.Context, p redis.Cmdable) redis.Cmder {
+			return p.FCall(ctx, "fa_echo", []string{"e"}, noFunction)
+		}},
+		{"bytes", func(ctx context.Context, p redis.Cmdable) redis.Cmder {
+			return p.FCall(ctx, "fa_echo", []string{"e"}, []byte(noFunction))
+		}},
+		{"joined", func(ctx context.Context, p redis.Cmdable) redis.Cmder {
+			return p.FCall(ctx, "fa_cat", []string{"e"}, "ERR Function not", " found")
+		}},
+		{"from a key", func(ctx context.Context, p redis.Cmdable) redis.Cmder {
+			return p.FCall(ctx, "fa_fromkey", []string{"e", "msg"})
+		}},
+	}
+	for _, fc := range forging {
+		name, call := fc.name, fc.call
 		for _, batch := range []bool{false, true} {
 			what := fmt.Sprintf("%s batch=%v", name, batch)
 			w.same(t, what, func(ctx context.Context, c *redis.Client) []string {
@@ -1141,4 +1146,193 @@ func TestFnAdvROFlagsAfterFlush(t *testing.T) {
 		})
 		w.flushBoth(t)
 	}
+}
+
+// 32. A ClusterClient: each primary gets the library before the first call
+// routed to it, once; the replies equal a plain ClusterClient's on the same
+// cluster once the library was loaded by hand on every primary (other keys
+// on the same primaries); after another client's FUNCTION FLUSH, single
+// calls and pipelines are repaired, a transaction gets the server's error
+// (README: nothing is added to a ClusterClient's transaction).
+func TestFnAdvCluster(t *testing.T) {
+	t.Parallel()
+	r := testkit.NewClusterRig(t, testkit.StartCluster(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	h := quiet()
+	_, err := h.RegisterLibrary(counterLib)
+	require.NoError(t, err)
+	hooked := r.Client(t, nil)
+	require.NoError(t, h.Install(hooked))
+	primaries := r.Primaries(t)
+	tagsFor := func(prefix string) []string {
+		var tags []string
+		for _, p := range primaries {
+			tags = append(tags, r.TagOn(t, prefix, p))
+		}
+		return tags
+	}
+	key := func(tag string) string { return "{" + tag + "}:k" }
+	run := func(c *redis.ClusterClient, tags []string) []string {
+		var out []string
+		for _, tag := range tags {
+			out = append(out, testkit.Render(c.FCall(ctx, "fincr", []string{key(tag)}, 1)))
+			out = append(out, testkit.Render(c.FCallRO(ctx, "FGET", []string{key(tag)})))
+		}
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, tag := range tags {
+				p.FCall(ctx, "fincr", []string{key(tag)}, 1)
+				p.FCallRO(ctx, "fget", []string{key(tag)})
+			}
+			return nil
+		})
+		out = append(out, testkit.RenderAll(cmds, err)...)
+		cmds, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.FCall(ctx, "fincr", []string{key(tags[0])}, 1)
+			p.FCall(ctx, "fincr", []string{key(tags[0])}, 1)
+			return nil
+		})
+		return append(out, testkit.RenderAll(cmds, err)...)
+	}
+	r.ResetStats(t)
+	got := run(hooked, tagsFor("fnh"))
+	for _, p := range primaries {
+		assert.Equal(t, int64(1), r.Calls(t, "function|load", p), "one load on %s", p.Addr)
+	}
+	for _, p := range primaries {
+		require.NoError(t, r.Admin[p.Addr].FunctionLoadReplace(ctx, counterLib).Err())
+	}
+	want := run(r.Plain, tagsFor("fnp"))
+	assert.Equal(t, want, got)
+
+	// Read-only routing: FCALL_RO on the replicas, which hold the library
+	// by replication; the hook sends them nothing (a refused load would
+	// cost a new connection per call: go-redis closes one on READONLY).
+	h2 := quiet()
+	_, err = h2.RegisterLibrary(counterLib)
+	require.NoError(t, err)
+	ro := r.Client(t, func(o *redis.ClusterOptions) { o.ReadOnly = true })
+	require.NoError(t, h2.Install(ro))
+	plainRO := r.Client(t, func(o *redis.ClusterOptions) { o.ReadOnly = true })
+	for i := 0; i < 3; i++ {
+		for _, tag := range tagsFor("fnh") {
+			assert.Equal(t, testkit.Render(plainRO.FCallRO(ctx, "fget", []string{key(tag)})), testkit.Render(ro.FCallRO(ctx, "fget", []string{key(tag)})))
+		}
+	}
+	assert.Equal(t, int64(0), h2.Stats().FunctionLoads, "%+v", h2.Stats())
+
+	// Another client's flush on every primary.
+	flush := func() {
+		for _, p := range primaries {
+			require.NoError(t, r.Admin[p.Addr].FunctionFlush(ctx).Err())
+		}
+	}
+	flush()
+	tags := tagsFor("fnh")
+	single := testkit.Render(hooked.FCall(ctx, "fincr", []string{key(tags[0])}, 1))
+	assert.Equal(t, "5 | <nil>", single, "repaired")
+	cmds, err := hooked.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.FCall(ctx, "fincr", []string{key(tags[1])}, 1)
+		return nil
+	})
+	assert.Equal(t, []string{"3 | <nil>", "exec: <nil>"}, testkit.RenderAll(cmds, err), "repaired by the retry")
+	cmds, err = hooked.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.FCall(ctx, "fincr", []string{key(tags[2])}, 1)
+		return nil
+	})
+	assert.Equal(t, []string{"<nil> | " + noFunction, "exec: " + noFunction}, testkit.RenderAll(cmds, err))
+	assert.Equal(t, "3 | <nil>", testkit.Render(hooked.FCall(ctx, "fincr", []string{key(tags[2])}, 1)), "the next single call loads it")
+	assert.Equal(t, int64(1), h.Stats().FunctionNotFoundPassed, "only the transaction's miss reached the caller")
+}
+
+// 33. A transaction mixing calls with the caller's FUNCTION commands, once
+// the server has shown the user may load: the calls before the caller's
+// command find the library, as on the reference.
+func TestFnAdvTxMixed(t *testing.T) {
+	t.Parallel()
+	w := newFnTwin(t, nil, counterLib)
+	w.same(t, "tx mixed", func(ctx context.Context, c *redis.Client) []string {
+		out := []string{testkit.Render(c.FCall(ctx, "fincr", []string{"k"}, 1))}
+		out = append(out, testkit.Render(c.FunctionDelete(ctx, "counter")))
+		if c == w.ref.Plain {
+			w.loadRef(t) // the next call loads it (README)
+		}
+		cmds, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.FCall(ctx, "fincr", []string{"k"}, 1)
+			p.FunctionFlush(ctx)
+			p.FCall(ctx, "fincr", []string{"k"}, 1)
+			p.FunctionLoad(ctx, counterLibV2)
+			p.FCall(ctx, "fincr", []string{"k"}, 1)
+			return nil
+		})
+		out = append(out, testkit.RenderAll(cmds, err)...)
+		if c == w.ref.Plain {
+			w.loadRef(t) // after a FLUSH in a transaction, the next call loads the registered code
+		}
+		return append(out, testkit.Render(c.FCall(ctx, "fincr", []string{"k"}, 1)))
+	})
+}
+
+// 34. The same Hook twice in one client's chain: one load, each call once.
+func TestFnAdvSameHookTwice(t *testing.T) {
+	t.Parallel()
+	h := quiet()
+	_, err := h.RegisterLibrary(counterLib)
+	require.NoError(t, err)
+	r := testkit.NewRig(t, nil)
+	r.Hooked.AddHook(h)
+	r.Hooked.AddHook(h)
+	ctx := t.Context()
+	for i := 1; i <= 2; i++ {
+		n, err := r.Hooked.FCall(ctx, "fincr", []string{"k"}, 1).Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(i), n)
+	}
+	require.NoError(t, r.Admin.FunctionFlush(ctx).Err())
+	cmds, err := r.Hooked.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.FCall(ctx, "fincr", []string{"k"}, 1)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), cmds[0].(*redis.Cmd).Val())
+	assert.Equal(t, int64(4), r.Calls(t, "fcall"), "no call sent twice: the pipeline's miss and its retry")
+	assert.Equal(t, "3", r.Admin.Get(ctx, "k").Val())
+}
+
+// 35. A standalone client on a replica: FCALL_RO runs on the replicated
+// library after one refused load; FCALL gets the replica's own refusal,
+// as plain.
+func TestFnAdvReplica(t *testing.T) {
+	t.Parallel()
+	primary := redistest.Start(t)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", fmt.Sprint(primary.Port))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, testkit.Client(t, primary, nil).FunctionLoad(ctx, counterLib).Err())
+	require.NoError(t, testkit.Client(t, primary, nil).Set(ctx, "k", 7, 0).Err())
+	admin := testkit.Client(t, replica, nil)
+	for admin.Get(ctx, "k").Val() != "7" {
+		require.NoError(t, ctx.Err(), "replication")
+		time.Sleep(20 * time.Millisecond)
+	}
+	r, h := rigWith(t, replica, nil)
+	_, err := h.RegisterLibrary(counterLib)
+	require.NoError(t, err)
+	run := func(c *redis.Client) []string {
+		out := []string{testkit.Render(c.FCallRO(ctx, "fget", []string{"k"}))}
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.FCallRO(ctx, "fget", []string{"k"})
+			p.FCallRO(ctx, "FGET", []string{"k"})
+			return nil
+		})
+		return append(out, testkit.RenderAll(cmds, err)...)
+	}
+	for i := 0; i < 3; i++ {
+		assert.Equal(t, run(r.Plain), run(r.Hooked), "round %d", i)
+	}
+	assert.Equal(t, int64(0), h.Stats().FunctionLoads, "no load sent to the replica for read-only calls")
+	// A write: the replica's refusal, as plain (the hook's load before it
+	// is refused the same way).
+	assert.Equal(t, testkit.Render(r.Plain.FCall(ctx, "fincr", []string{"k"}, 1)), testkit.Render(r.Hooked.FCall(ctx, "fincr", []string{"k"}, 1)))
+	assert.Equal(t, run(r.Plain), run(r.Hooked), "after the write")
 }
