@@ -66,14 +66,21 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 		// server's "Function not found": the caller gets it as it is.
 		return err
 	}
-	if !loaded && e.srv.mayLoadFns() && lib.echoes && e.fnPresent(ctx, lib, sc.function, next) {
+	if !loaded && e.srv.mayLoadFns() && lib.echoes {
 		// The code builds error replies from strings, which can spell the
 		// server's text however the arguments look (joined from two,
 		// read from a key): before anything is sent again, the server
 		// says whether it holds the function. It does: the reply was the
 		// function's own, and the function ran; the caller gets it as
-		// it is, once.
-		return err
+		// it is, once. It cannot tell (the user may not list functions):
+		// the reply stands too, and the next call loads the library
+		// first, so that a real miss does not last.
+		if present, known := e.fnPresent(ctx, lib, sc.function, next); present || !known {
+			if !known {
+				e.srv.missing(lib.name, gen)
+			}
+			return err
+		}
 	}
 	reload := e.srv.missing(lib.name, gen)
 	switch {
@@ -122,17 +129,17 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 // fnPresent reports whether the server holds the function of lib named
 // function now (FUNCTION LIST LIBRARYNAME, one round trip, only after a
 // "Function not found" to a call of a library that could have written that
-// reply itself). Whatever cannot tell (the user may not list functions, a
-// transport error) counts as present: the caller then gets the reply as it
-// is, as without the hook, and nothing runs twice. What it cannot see is
-// another client's FUNCTION FLUSH landing between the call's reply and the
-// listing; README says so.
-func (e *engine) fnPresent(ctx context.Context, lib *library, function string, next redis.ProcessHook) bool {
+// reply itself); known is false where the listing could not be read (the
+// user may not list functions, a transport error): the caller then gets the
+// reply as it is, as without the hook, and nothing runs twice. What it
+// cannot see is another client's FUNCTION FLUSH landing between the call's
+// reply and the listing; README says so.
+func (e *engine) fnPresent(ctx context.Context, lib *library, function string, next redis.ProcessHook) (present, known bool) {
 	c := newFnListCmd(ctx, lib)
-	if err := next(ctx, c); err != nil {
-		return true
+	if err := next(ctx, c); err != nil || c.Err() != nil {
+		return false, false
 	}
-	return c.holds(lib, function)
+	return c.holds(lib, function), true
 }
 
 // fnListCmd is the hook's FUNCTION LIST LIBRARYNAME of one library.
@@ -173,8 +180,11 @@ func (e *engine) fcallInLoad(ctx context.Context, cmd redis.Cmder, lib *library,
 	if !isNoFunction(err) || lib.forge || lib.echoes && fnArgsForge(cmd.Args()[3:]) || !e.srv.mayLoadFns() {
 		return err
 	}
-	if function, _ := fnNameArg(cmd.Args()[1]); lib.echoes && e.fnPresent(ctx, lib, function, next) {
-		return err // the function's own reply (see runFCall)
+	if lib.echoes {
+		function, _ := fnNameArg(cmd.Args()[1])
+		if present, known := e.fnPresent(ctx, lib, function, next); present || !known {
+			return err // the function's own reply, or no telling (see runFCall)
+		}
 	}
 	c := newFnLoadCmd(e.sh, lib)
 	c.active.Store(true)

@@ -1336,3 +1336,59 @@ func TestFnAdvReplica(t *testing.T) {
 	assert.Equal(t, testkit.Render(r.Plain.FCall(ctx, "fincr", []string{"k"}, 1)), testkit.Render(r.Hooked.FCall(ctx, "fincr", []string{"k"}, 1)))
 	assert.Equal(t, run(r.Plain), run(r.Hooked), "after the write")
 }
+
+// 36. A user who may not run FUNCTION LIST: a library that echoes strings
+// into error replies cannot be checked after a miss, so that call gets the
+// server's reply as plain (without the library) does; the next call loads
+// the library first and works, as on the reference.
+func TestFnAdvACLNoFunctionList(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	_, hooked, h := acl(t, srv, "nolist", "~*", "+@all", "-function|list")
+	_, err := h.RegisterLibrary(advLib)
+	require.NoError(t, err)
+	admin := testkit.Client(t, srv, nil)
+	require.NoError(t, hooked.FCall(ctx, "fa_runs", []string{"r"}).Err())
+	for i := 0; i < 2; i++ {
+		require.NoError(t, admin.FunctionFlush(ctx).Err())
+		assert.EqualError(t, hooked.FCall(ctx, "fa_runs", []string{"r"}).Err(), noFunction, "round %d: no telling", i)
+		assert.NoError(t, hooked.FCall(ctx, "fa_runs", []string{"r"}).Err(), "round %d: the next call loads it", i)
+	}
+	assert.Equal(t, "3", admin.Get(ctx, "r").Val())
+}
+
+// 37. FCALL_RO as the first call of a library on a fresh primary: it goes
+// as written (see knownPrimary), meets "Function not found" and is
+// repaired, singly and in a pipeline; afterwards FCALL_RO is preloaded.
+func TestFnAdvROFirst(t *testing.T) {
+	t.Parallel()
+	w := newFnTwin(t, nil, counterLib)
+	w.same(t, "ro first", func(ctx context.Context, c *redis.Client) []string {
+		return []string{testkit.Render(c.FCallRO(ctx, "fget", []string{"k"}))}
+	})
+	w2 := newFnTwin(t, nil, counterLib)
+	w2.same(t, "ro first, pipeline", func(ctx context.Context, c *redis.Client) []string {
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.FCallRO(ctx, "fget", []string{"k"})
+			p.FCallRO(ctx, "fget", []string{"k"})
+			return nil
+		})
+		return testkit.RenderAll(cmds, err)
+	})
+	assert.Equal(t, int64(1), w.h.Stats().FunctionRepaired)
+	assert.Equal(t, int64(2), w2.h.Stats().FunctionRepaired)
+	w.flushBoth(t)
+	w.hk.ResetStats(t)
+	w.same(t, "ro after a flush: repaired", func(ctx context.Context, c *redis.Client) []string {
+		return []string{testkit.Render(c.FCallRO(ctx, "fget", []string{"k"}))}
+	})
+	require.NoError(t, w.hk.Hooked.FunctionDelete(t.Context(), "counter").Err())
+	require.NoError(t, w.ref.Admin.FunctionDelete(t.Context(), "counter").Err())
+	w.loadRef(t)
+	w.hk.ResetStats(t)
+	w.same(t, "ro after the caller's delete: preloaded", func(ctx context.Context, c *redis.Client) []string {
+		return []string{testkit.Render(c.FCallRO(ctx, "fget", []string{"k"}))}
+	})
+	assert.Equal(t, int64(1), w.hk.Calls(t, "fcall_ro"), "no miss: the server is known to be a primary")
+}
