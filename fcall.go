@@ -2,6 +2,7 @@ package scripthook
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -66,23 +67,6 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 		// server's "Function not found": the caller gets it as it is.
 		return err
 	}
-	if !loaded && e.srv.mayLoadFns() && lib.echoes {
-		// The code builds error replies from strings, which can spell the
-		// server's text however the arguments look (joined from two,
-		// read from a key): before anything is sent again, the server
-		// says whether it holds the function. It does: the reply was the
-		// function's own, and the function ran; the caller gets it as
-		// it is, once. It cannot tell (the user may not list functions):
-		// the reply stands too, and the next call loads the library
-		// first, so that a real miss does not last.
-		if present, known := e.fnPresent(ctx, lib, sc.function, next); present || !known {
-			if !known {
-				e.srv.missing(lib.name, gen)
-			}
-			return err
-		}
-	}
-	reload := e.srv.missing(lib.name, gen)
 	switch {
 	case loaded && isRedisError(loadErr):
 		// The registered library could not be loaded (it does not compile,
@@ -90,30 +74,32 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 		// it, another library has its function): that is why the function
 		// is missing, and what the caller gets, once. Nothing of it is
 		// remembered, so the next call tries again.
+		e.srv.missing(lib.name, gen)
 		cmd.SetErr(loadErr)
 		return loadErr
 	case loaded || !e.srv.mayLoadFns():
 		// Loaded just now and missing all the same (flushed again in
 		// between, or not one of the library's functions after all), or
 		// the hook may not load here: the server's answer stands.
+		e.srv.missing(lib.name, gen)
 		e.sh.fns.passed.Add(1)
 		return err
 	}
 	r.repair, r.cause = repairLoad, causeLost
-	if reload {
-		if lerr := e.loadLibrary(ctx, lib, next, r); lerr != nil {
-			if ctx.Err() != nil {
-				cmd.SetErr(ctx.Err())
-				return ctx.Err()
-			}
-			if isRedisError(lerr) {
-				cmd.SetErr(lerr)
-				return lerr
-			}
-			e.sh.fns.passed.Add(1)
-			cmd.SetErr(err)
-			return err
+	if lerr := e.repairLibrary(ctx, lib, sc.function, gen, next, r); lerr != nil {
+		switch {
+		case lerr == errFnPresent:
+			return err // the function's own reply: it ran, once
+		case ctx.Err() != nil:
+			cmd.SetErr(ctx.Err())
+			return ctx.Err()
+		case isRedisError(lerr):
+			cmd.SetErr(lerr)
+			return lerr
 		}
+		e.sh.fns.passed.Add(1) // no telling, or the load failed on its way
+		cmd.SetErr(err)
+		return err
 	}
 	_, gen = e.srv.holds(lib)
 	err = next(ctx, cmd)
@@ -128,8 +114,8 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 
 // fnPresent reports whether the server holds the function of lib named
 // function now (FUNCTION LIST LIBRARYNAME, one round trip, only after a
-// "Function not found" to a call of a library that could have written that
-// reply itself); known is false where the listing could not be read (the
+// "Function not found" to a call the hook did not just load for, before it
+// sends the call again); known is false where the listing could not be read (the
 // user may not list functions, a transport error): the caller then gets the
 // reply as it is, as without the hook, and nothing runs twice. What it
 // cannot see is another client's FUNCTION FLUSH landing between the call's
@@ -180,11 +166,9 @@ func (e *engine) fcallInLoad(ctx context.Context, cmd redis.Cmder, lib *library,
 	if !isNoFunction(err) || lib.forge || lib.echoes && fnArgsForge(cmd.Args()[3:]) || !e.srv.mayLoadFns() {
 		return err
 	}
-	if lib.echoes {
-		function, _ := fnNameArg(cmd.Args()[1])
-		if present, known := e.fnPresent(ctx, lib, function, next); present || !known {
-			return err // the function's own reply, or no telling (see runFCall)
-		}
+	function, _ := fnNameArg(cmd.Args()[1])
+	if present, known := e.fnPresent(ctx, lib, function, next); present || !known {
+		return err // the function's own reply, or no telling (see runFCall)
 	}
 	c := newFnLoadCmd(e.sh, lib)
 	c.active.Store(true)
@@ -212,6 +196,62 @@ func (e *engine) fcallInLoad(ctx context.Context, cmd redis.Cmder, lib *library,
 	return err
 }
 
+// Outcomes of a repair's flight that load nothing: errFnPresent, the
+// server holds the function (the miss was the function's own reply);
+// errNoTelling, the listing could not be read.
+var (
+	errFnPresent = errors.New("scripthook: the function is there")
+	errNoTelling = errors.New("scripthook: could not list the functions")
+)
+
+// repairLibrary makes the server hold lib again after a call of function,
+// sent while the belief of generation gen held, was answered "Function not
+// found". Any function can answer that text itself (an error reply built
+// from arguments joined or from a key's value, a table whose field name is
+// an argument), and only an absent function proves it the server's: so
+// before anything is sent again the server is asked whether it holds the
+// function (FUNCTION LIST LIBRARYNAME, one round trip), and the library is
+// loaded only where it does not; where it does, errFnPresent: the reply was
+// the function's own, and the function ran. Listing and loading are one
+// flight that concurrent repairers of the library share (a repairer that
+// listed after another's load landed would take a real miss for the
+// function's own reply). A load that landed since the call was sent: nil,
+// the call may simply be sent again. Not seen: another client's FUNCTION
+// FLUSH between the call's reply and the listing (README).
+func (e *engine) repairLibrary(ctx context.Context, lib *library, function string, gen uint64, next redis.ProcessHook, r *run) error {
+	f, own := e.srv.joinRepair(lib, gen)
+	if f == nil {
+		return nil
+	}
+	if !own {
+		err := f.wait(ctx)
+		if err == nil || err == errFnPresent || err == errNoTelling || isRedisError(err) || ctx.Err() != nil {
+			return err
+		}
+		// The other caller's load failed on its way: this one loads.
+		e.srv.missing(lib.name, gen)
+		return e.loadLibrary(ctx, lib, next, r)
+	}
+	lctx := context.WithValue(ctx, inLoadKey{}, f) // see inLoadKey
+	present, known := e.fnPresent(lctx, lib, function, next)
+	switch {
+	case present:
+		e.srv.finishLoad(f, errFnPresent)
+		return errFnPresent
+	case !known && ctx.Err() != nil:
+		e.srv.finishLoad(f, ctx.Err())
+		return ctx.Err()
+	case !known:
+		// The reply stands, and the next call loads the library first,
+		// so that a real miss does not last.
+		e.srv.missing(lib.name, gen)
+		e.srv.finishLoad(f, errNoTelling)
+		return errNoTelling
+	}
+	e.srv.missing(lib.name, gen)
+	return e.sendLoad(ctx, f, lib, next, r)
+}
+
 // loadLibrary makes the server hold lib: it sends the hook's FUNCTION LOAD
 // REPLACE, or waits for the one another caller is sending. It returns nil
 // once the server has it, else the load's error (the server's reply, a
@@ -220,15 +260,27 @@ func (e *engine) loadLibrary(ctx context.Context, lib *library, next redis.Proce
 	f, own := e.srv.joinLoad(lib)
 	if !own {
 		err := f.wait(ctx)
+		if err == errFnPresent {
+			return nil // a repair found the function there
+		}
 		if err == nil || isRedisError(err) || ctx.Err() != nil {
 			return err
 		}
 		// The other caller's load failed on its way (its connection or
 		// context): this caller tries once itself.
 		if f, own = e.srv.joinLoad(lib); !own {
-			return f.wait(ctx)
+			if err := f.wait(ctx); err != errFnPresent {
+				return err
+			}
+			return nil
 		}
 	}
+	return e.sendLoad(ctx, f, lib, next, r)
+}
+
+// sendLoad sends the hook's FUNCTION LOAD REPLACE of lib for the flight f
+// it owns, and finishes the flight.
+func (e *engine) sendLoad(ctx context.Context, f *fnFlight, lib *library, next redis.ProcessHook, r *run) error {
 	c := newFnLoadCmd(e.sh, lib)
 	c.active.Store(true)
 	err := next(context.WithValue(ctx, inLoadKey{}, f), c)

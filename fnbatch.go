@@ -259,9 +259,11 @@ func (e *engine) fnEffects(p *batchPlan) {
 }
 
 // fnVerify asks the server, before a pipeline's retry and in one round
-// trip, whether it holds the functions of the failed calls whose libraries
-// build error replies from strings (echoes): such a library's own reply can
-// read "Function not found" whatever the arguments. A call whose function is
+// trip, whether it holds the functions of the failed calls: any function's
+// own reply can read "Function not found" (an error reply built from
+// arguments joined or from a key, a table whose field name is an
+// argument), and only an absent function proves the reply the server's. A
+// call whose function is
 // there got its own reply and ran: it is not sent again, and since it took
 // effect, neither is any failed call before it (the retry must not reorder).
 // A listing that cannot be read counts as the function being there.
@@ -269,9 +271,13 @@ func (e *engine) fnVerify(ctx context.Context, p *batchPlan, next redis.ProcessP
 	var libs []*library
 	for i := range p.items {
 		it := &p.items[i]
-		if it.failed && it.k.isFCall() && it.lib != nil && it.lib.echoes && !slices.Contains(libs, it.lib) {
-			libs = append(libs, it.lib)
+		if !it.failed || !it.k.isFCall() || it.lib == nil || slices.Contains(libs, it.lib) {
+			continue
 		}
+		if gen, planned := p.fnGen[it.lib]; planned && e.srv.loadedSince(it.lib, gen) {
+			continue // another caller's load since: see runFCall
+		}
+		libs = append(libs, it.lib)
 	}
 	if len(libs) == 0 {
 		return
@@ -286,7 +292,7 @@ func (e *engine) fnVerify(ctx context.Context, p *batchPlan, next redis.ProcessP
 	last := -1
 	for i := range p.items {
 		it := &p.items[i]
-		if it.failed && it.k.isFCall() && it.lib != nil && it.lib.echoes && lists[slices.Index(libs, it.lib)].holds(it.lib, it.call.arg) {
+		if j := slices.Index(libs, it.lib); it.failed && it.k.isFCall() && j >= 0 && lists[j].holds(it.lib, it.call.arg) {
 			last = i
 		}
 	}

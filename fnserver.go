@@ -74,6 +74,34 @@ func (sv *server) knownPrimary() bool {
 	return sv.caps[capFunctionLoad].Load() == capYes && !sv.replica.Load()
 }
 
+// joinRepair returns, for a repair after a miss of a call sent while the
+// belief of generation gen held: nil when a load landed since (the call may
+// be sent again), else the flight of lib in flight, or a new one the caller
+// owns (own true).
+func (sv *server) joinRepair(lib *library, gen uint64) (f *fnFlight, own bool) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sl := sv.fnSlotFor(lib.name)
+	if sl.gen != gen {
+		return nil, false
+	}
+	if sl.flight != nil && sl.flight.lib == lib {
+		return sl.flight, false
+	}
+	f = &fnFlight{lib: lib, epoch: sv.fnEpoch, done: make(chan struct{})}
+	sl.flight = f
+	return f, true
+}
+
+// loadedSince reports whether a load of lib by the hook landed since the
+// belief of generation gen was read, or is in flight now.
+func (sv *server) loadedSince(lib *library, gen uint64) bool {
+	sv.mu.RLock()
+	defer sv.mu.RUnlock()
+	sl := sv.fns[lib.name]
+	return sl != nil && (sl.gen != gen || sl.flight != nil)
+}
+
 // dropFn records that the caller deleted a library.
 func (sv *server) dropFn(name string) {
 	sv.mu.Lock()

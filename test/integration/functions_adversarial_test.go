@@ -1392,3 +1392,120 @@ func TestFnAdvROFirst(t *testing.T) {
 	})
 	assert.Equal(t, int64(1), w.hk.Calls(t, "fcall_ro"), "no miss: the server is known to be a primary")
 }
+
+// 38. Pipelines split into sub-batches (WithMaxBatchSize): each sub-batch
+// carries what it needs; the caller's FUNCTION DELETE in a later one and a
+// hand-written MULTI in between: as the reference.
+func TestFnAdvSubBatches(t *testing.T) {
+	t.Parallel()
+	h := quiet(scripthook.WithMaxBatchSize(3))
+	_, err := h.RegisterLibrary(counterLib)
+	require.NoError(t, err)
+	_, err = h.RegisterLibrary(advLib)
+	require.NoError(t, err)
+	w := &fnTwin{
+		ref:  testkit.RigOn(t, redistest.Start(t), nil, nil),
+		hk:   testkit.RigOn(t, redistest.Start(t), nil, h),
+		h:    h,
+		libs: []string{counterLib, advLib},
+	}
+	w.loadRef(t)
+	for round := 0; round < 2; round++ {
+		w.same(t, fmt.Sprintf("sub-batches round %d", round), func(ctx context.Context, c *redis.Client) []string {
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.Get(ctx, "x")
+				p.Get(ctx, "x")
+				p.FCall(ctx, "fincr", []string{"k"}, 1)
+				p.FCall(ctx, "fa_runs", []string{"r"})
+				p.Do(ctx, "multi")
+				p.FCall(ctx, "fincr", []string{"k"}, 1)
+				p.Do(ctx, "exec")
+				p.FCall(ctx, "fa_runs", []string{"r"})
+				p.FunctionDelete(ctx, "counter")
+				p.FCall(ctx, "fincr", []string{"k"}, 1)
+				p.FCall(ctx, "fa_runs", []string{"r"})
+				return nil
+			})
+			if c == w.ref.Plain {
+				w.loadRef(t) // the hook loads it before the next call (README)
+			}
+			return testkit.RenderAll(cmds, err)
+		})
+	}
+}
+
+// 39. The caller loads the registered code itself before any call: the
+// hook sends nothing more; and a caller's FUNCTION LOAD that fails changes
+// nothing the hook believes.
+func TestFnAdvCallerLoadsFirst(t *testing.T) {
+	t.Parallel()
+	w := newFnTwin(t, nil, counterLib)
+	// No call yet: neither server holds it (the hook promises it for calls).
+	require.NoError(t, w.ref.Admin.FunctionFlush(t.Context()).Err())
+	w.hk.ResetStats(t)
+	w.same(t, "caller loads", func(ctx context.Context, c *redis.Client) []string {
+		return []string{
+			testkit.Render(c.Do(ctx, []byte("FUNCTION"), "LOAD", []byte(counterLib))),
+			testkit.Render(c.FunctionLoadReplace(ctx, counterLib)),
+			testkit.Render(c.FunctionLoad(ctx, brokenLib)),
+			testkit.Render(c.FCall(ctx, "fincr", []string{"k"}, 1)),
+		}
+	})
+	assert.Equal(t, int64(3), fnLoads(t, w.hk), "the caller's three, none of the hook's")
+}
+
+// 40. A Ring: each shard gets the library before its first call.
+func TestFnAdvRing(t *testing.T) {
+	t.Parallel()
+	a, b := redistest.Start(t), redistest.Start(t)
+	ctx := t.Context()
+	h := quiet()
+	_, err := h.RegisterLibrary(counterLib)
+	require.NoError(t, err)
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": a.Addr, "b": b.Addr}})
+	t.Cleanup(func() { _ = ring.Close() })
+	require.NoError(t, h.Install(ring))
+	for i := 0; i < 20; i++ {
+		n, err := ring.FCall(ctx, "fincr", []string{fmt.Sprintf("k%d", i)}, i).Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(i), n)
+	}
+	cmds, err := ring.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < 20; i++ {
+			p.FCallRO(ctx, "fget", []string{fmt.Sprintf("k%d", i)})
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	for i, c := range cmds {
+		assert.Equal(t, fmt.Sprint(i), c.(*redis.Cmd).Val())
+	}
+	for _, s := range []*redistest.Server{a, b} {
+		n, err := s.CommandCalls(ctx, "function|load")
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), n, "one load on %s", s.Addr)
+	}
+}
+
+// 41. A library whose code spells neither "err" nor "not found" can still
+// answer the server's text: a table whose field name is an argument.
+func TestFnAdvForgedByTableField(t *testing.T) {
+	t.Parallel()
+	lib := "#!lua name=tablefield\n" +
+		"redis.register_function('fa_field', function(keys, args) redis.call('INCR', keys[1]) local t = {} t[args[1]] = args[2] return t end)"
+	w := newFnTwin(t, nil, lib)
+	for _, batch := range []bool{false, true} {
+		w.same(t, fmt.Sprintf("batch=%v", batch), func(ctx context.Context, c *redis.Client) []string {
+			out := []string{testkit.Render(c.FCall(ctx, "fa_field", []string{"n"}, "ok", "x"))}
+			if !batch {
+				return append(out, testkit.Render(c.FCall(ctx, "fa_field", []string{"n"}, "e"+"rr", noFunction)))
+			}
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.FCall(ctx, "fa_field", []string{"n"}, "e"+"rr", noFunction)
+				return nil
+			})
+			return append(out, testkit.RenderAll(cmds, err)...)
+		})
+	}
+	assert.Equal(t, "4", w.hk.Admin.Get(t.Context(), "n").Val(), "each call ran once")
+}
