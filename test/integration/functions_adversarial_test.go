@@ -1325,6 +1325,11 @@ func TestFnAdvReplica(t *testing.T) {
 			p.FCallRO(ctx, "FGET", []string{"k"})
 			return nil
 		})
+		out = append(out, testkit.RenderAll(cmds, err)...)
+		cmds, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.FCallRO(ctx, "fget", []string{"k"})
+			return nil
+		})
 		return append(out, testkit.RenderAll(cmds, err)...)
 	}
 	for i := 0; i < 3; i++ {
