@@ -266,10 +266,11 @@ func (e *engine) fnEffects(p *batchPlan) {
 // own reply can read "Function not found" (an error reply built from
 // arguments joined or from a key, a table whose field name is an
 // argument), and only an absent function proves the reply the server's. A
-// call whose function is
-// there got its own reply and ran: it is not sent again, and since it took
-// effect, neither is any failed call before it (the retry must not reorder).
-// A listing that cannot be read counts as the function being there.
+// call whose function is there got its own reply and ran: it is not sent
+// again, and since it took effect, neither is any failed call before it
+// (the retry must not reorder). A listing that cannot be read counts as the
+// function being there (the reply stands; settleFns has already made the
+// next batch carry the load).
 func (e *engine) fnVerify(ctx context.Context, p *batchPlan, next redis.ProcessPipelineHook) {
 	var libs []*library
 	for i := range p.items {
