@@ -146,7 +146,7 @@ func (e *engine) scan(items []item, cmds []redis.Cmder) (tx, relevant, nested bo
 		case k.isFCall() && caller:
 			// Never rewritten: taken apart for its child span, and for
 			// the library the hook may have to load (fnbatch.go).
-			sc, ok := parseScript(k, it.orig.Args())
+			sc, ok := parseFCall(k, it.orig.Args())
 			if !ok {
 				it.k = kindOther
 				continue

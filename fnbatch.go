@@ -3,6 +3,7 @@ package scripthook
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -39,12 +40,29 @@ var errNotSent = errors.New("scripthook: function load not sent")
 // other's loads would wait forever); a library another caller starts
 // loading after that goes without, and is repaired like any miss.
 func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
-	if !p.fcalls || p.fnChange || p.tx && !e.txMayLoadFns() || e.srv.openMulti.Load() > 0 || !e.srv.mayLoadFns() || ctx.Value(inLoadKey{}) != nil {
+	if !p.fcalls || p.tx && !e.txMayLoadFns() || e.srv.openMulti.Load() > 0 && !p.notQueued || !e.srv.mayLoadFns() || ctx.Value(inLoadKey{}) != nil {
 		return nil
 	}
-	need := func(it *item) bool {
-		if !it.k.isFCall() || it.lib == nil {
+	// The caller's own FUNCTION command in the batch changes what the
+	// server holds from there on, which the hook cannot know before the
+	// replies: the calls after it go as written. The calls before it are
+	// the first calls like any other and get the library ahead of them.
+	stop := len(p.items)
+	if p.fnChange {
+		for i := range p.items {
+			if p.items[i].k == kindFunction {
+				stop = i
+				break
+			}
+		}
+	}
+	need := func(i int) bool {
+		it := &p.items[i]
+		if i >= stop || !it.k.isFCall() || it.lib == nil {
 			return false
+		}
+		if it.k == kindFCallRO && !p.notQueued && !e.srv.knownPrimary() {
+			return false // as in runFCall: see knownPrimary
 		}
 		held, gen := e.srv.holds(it.lib)
 		if p.fnGen == nil {
@@ -55,7 +73,7 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 	}
 	for i := range p.items {
 		it := &p.items[i]
-		if !need(it) {
+		if !need(i) {
 			continue
 		}
 		if f := e.srv.pendingLoad(it.lib); f != nil {
@@ -68,7 +86,7 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 	}
 	for i := range p.items {
 		it := &p.items[i]
-		if !need(it) || p.fnCarrying(it.lib) {
+		if !need(i) || p.fnCarrying(it.lib) {
 			continue
 		}
 		f, own := e.srv.joinLoad(it.lib)
@@ -190,6 +208,9 @@ func (e *engine) loadAfterTx(ctx context.Context, p *batchPlan, next redis.Proce
 		if !it.k.isFCall() || it.lib == nil || p.fnCarrying(it.lib) {
 			continue
 		}
+		if it.k == kindFCallRO && !isNoFunction(it.orig.Err()) && !e.srv.knownPrimary() {
+			continue // it ran (on a replica, say): see knownPrimary
+		}
 		if held, _ := e.srv.holds(it.lib); held {
 			continue
 		}
@@ -238,4 +259,57 @@ func (e *engine) fnEffects(p *batchPlan) {
 		}
 	}
 	e.sh.fns.passed.Add(int64(n))
+}
+
+// fnVerify asks the server, before a pipeline's retry and in one round
+// trip, whether it holds the functions of the failed calls: any function's
+// own reply can read "Function not found" (an error reply built from
+// arguments joined or from a key, a table whose field name is an
+// argument), and only an absent function proves the reply the server's. A
+// call whose function is there got its own reply and ran: it is not sent
+// again, and since it took effect, neither is any failed call before it
+// (the retry must not reorder). A listing that cannot be read counts as the
+// function being there (the reply stands; settleFns has already made the
+// next batch carry the load).
+func (e *engine) fnVerify(ctx context.Context, p *batchPlan, next redis.ProcessPipelineHook) {
+	var libs []*library
+	for i := range p.items {
+		it := &p.items[i]
+		if !it.failed || !it.k.isFCall() || it.lib == nil || slices.Contains(libs, it.lib) {
+			continue
+		}
+		if gen, planned := p.fnGen[it.lib]; planned && e.srv.loadedSince(it.lib, gen) {
+			continue // another caller's load since: see runFCall
+		}
+		libs = append(libs, it.lib)
+	}
+	if len(libs) == 0 {
+		return
+	}
+	lists := make([]fnListCmd, len(libs))
+	cmds := make([]redis.Cmder, len(libs))
+	for i, l := range libs {
+		lists[i] = newFnListCmd(ctx, l)
+		cmds[i] = lists[i].FunctionListCmd
+	}
+	_ = next(ctx, cmds) // each listing's error is its own, read by holds
+	last := -1
+	for i := range p.items {
+		it := &p.items[i]
+		if j := slices.Index(libs, it.lib); it.failed && it.k.isFCall() && j >= 0 && lists[j].holds(it.lib, it.call.arg) {
+			last = i
+		}
+	}
+	for i := 0; i <= last; i++ {
+		p.items[i].failed = false
+	}
+}
+
+// fnRanWithError reports a function call after a pipeline's failure whose
+// error reply does not prove it did not run: a function can write and then
+// fail (a runtime error, its own error reply), so for the retry's order it
+// took effect. Only the server's "Function not found" proves otherwise.
+func fnRanWithError(it *item) bool {
+	err := it.orig.Err()
+	return it.k.isFCall() && isRedisError(err) && !isNoFunction(err)
 }

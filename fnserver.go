@@ -58,6 +58,50 @@ func (sv *server) mayLoadFns() bool {
 	return sv.can(capFunctionLoad) != capNo && !sv.replica.Load()
 }
 
+// knownPrimary reports whether this server itself has shown that the hook
+// may load there: it accepted (or refused for another reason than ACL or
+// READONLY) one of the hook's loads, and has not said READONLY since.
+//
+// An FCALL_RO gets no load ahead of it until then. A read-only call is what
+// goes to replicas, and a replica refuses the load with READONLY, on which
+// go-redis closes the connection; the redial that follows makes the hook
+// forget the replica (it may be a failover), so a load before every
+// FCALL_RO would cost a refused load and a new connection per call. The
+// call goes as written instead: a replica runs it on the replicated
+// library, and a primary that lacks the library answers "Function not
+// found", which is repaired (and shows the server a primary).
+func (sv *server) knownPrimary() bool {
+	return sv.caps[capFunctionLoad].Load() == capYes && !sv.replica.Load()
+}
+
+// joinRepair returns, for a repair after a miss of a call sent while the
+// belief of generation gen held: nil when a load landed since (the call may
+// be sent again), else the flight of lib in flight, or a new one the caller
+// owns (own true).
+func (sv *server) joinRepair(lib *library, gen uint64) (f *fnFlight, own bool) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sl := sv.fnSlotFor(lib.name)
+	if sl.gen != gen {
+		return nil, false
+	}
+	if sl.flight != nil && sl.flight.lib == lib {
+		return sl.flight, false
+	}
+	f = &fnFlight{lib: lib, epoch: sv.fnEpoch, done: make(chan struct{})}
+	sl.flight = f
+	return f, true
+}
+
+// loadedSince reports whether a load of lib by the hook landed since the
+// belief of generation gen was read, or is in flight now.
+func (sv *server) loadedSince(lib *library, gen uint64) bool {
+	sv.mu.RLock()
+	defer sv.mu.RUnlock()
+	sl := sv.fns[lib.name]
+	return sl != nil && (sl.gen != gen || sl.flight != nil)
+}
+
 // dropFn records that the caller deleted a library.
 func (sv *server) dropFn(name string) {
 	sv.mu.Lock()
@@ -126,14 +170,28 @@ func (sv *server) fnSlotFor(name string) *fnSlot {
 	return sl
 }
 
+// landed is the flight joinLoad returns when the load the caller wanted has
+// landed already: done, with no error.
+var landed = func() *fnFlight {
+	f := &fnFlight{done: make(chan struct{})}
+	close(f.done)
+	return f
+}()
+
 // joinLoad returns the load of lib in flight on the server, or, when there
-// is none, a new one the caller must send and finish (own true).
+// is none, a new one the caller must send and finish (own true). A caller
+// that saw the library missing just before another caller's load landed
+// gets a finished flight (landed) and sends nothing: one load per miss,
+// however the callers interleave.
 func (sv *server) joinLoad(lib *library) (f *fnFlight, own bool) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	sl := sv.fnSlotFor(lib.name)
 	if sl.flight != nil && sl.flight.lib == lib {
 		return sl.flight, false
+	}
+	if sl.has == lib {
+		return landed, false
 	}
 	f = &fnFlight{lib: lib, epoch: sv.fnEpoch, done: make(chan struct{})}
 	sl.flight = f

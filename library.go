@@ -104,25 +104,29 @@ func (ls *libraries) register(code string) (*library, error) {
 var errNoHeader = errors.New(`scripthook: a function library starts with the line "#!lua name=<library>"`)
 
 // libraryName reads the library's name from its first line, as the server
-// does: "#!<engine>" (only Lua exists), then space-separated parameters, of
-// which name= is the only one allowed; a name is letters, digits and
-// underscores.
+// does: "#!<engine>" (only Lua exists, in any case) right after "#!", then
+// space-separated parameters, of which name= (in any case, given once) is
+// the only one allowed; a name is letters, digits and underscores. What the
+// server refuses is refused here, and what it loads is accepted.
 func libraryName(code string) (string, error) {
 	if !strings.HasPrefix(code, "#!") {
 		return "", errNoHeader
 	}
 	line, _, _ := strings.Cut(code[2:], "\n")
 	parts := strings.Fields(line)
-	if len(parts) == 0 || !strings.EqualFold(parts[0], "lua") {
+	// The engine is the first word, "#!" included: "#! lua" names none.
+	if len(parts) == 0 || line[0] == ' ' || line[0] == '\t' || !strings.EqualFold(parts[0], "lua") {
 		return "", fmt.Errorf(`scripthook: library engine is not Lua in %q (want "#!lua name=<library>")`, "#!"+line)
 	}
-	name := ""
+	name, named := "", false
 	for _, p := range parts[1:] {
-		v, ok := strings.CutPrefix(p, "name=")
-		if !ok {
+		if len(p) < 5 || !strings.EqualFold(p[:5], "name=") {
 			return "", fmt.Errorf("scripthook: library header %q has a parameter the server refuses: %q", "#!"+line, p)
 		}
-		name = v
+		if named {
+			return "", fmt.Errorf("scripthook: library header %q gives the name twice, which the server refuses", "#!"+line)
+		}
+		name, named = p[5:], true
 	}
 	if name == "" {
 		return "", fmt.Errorf("scripthook: library header %q gives no name (want \"#!lua name=<library>\")", "#!"+line)

@@ -139,6 +139,11 @@ type batchPlan struct {
 	fnLoads, fnAfter []*fnCarrier
 	// fnGen is each library's belief generation when the batch was planned.
 	fnGen map[*library]uint64
+	// notQueued: the batch re-sends calls answered "Function not found",
+	// which proves they ran outside any MULTI (a queued command is answered
+	// QUEUED): a MULTI the caller has open elsewhere does not stop the
+	// loads that repair them.
+	notQueued bool
 }
 
 // itemPool recycles the plan's own bookkeeping. Only the plan's items go

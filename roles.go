@@ -156,7 +156,7 @@ func (n *nodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // fcall runs a node's FCALL, reporting to the top hook's span.
 func (n *nodeHook) fcall(ctx context.Context, cmd redis.Cmder, k kind, next redis.ProcessHook) error {
-	sc, ok := parseScript(k, cmd.Args())
+	sc, ok := parseFCall(k, cmd.Args())
 	if !ok {
 		return next(ctx, cmd)
 	}

@@ -61,6 +61,53 @@ func parseScript(k kind, args []interface{}) (scriptCall, bool) {
 	return sc, true
 }
 
+// parseFCall takes an FCALL or FCALL_RO apart for the hook's library work.
+// Unlike other script commands, one with malformed numkeys is still the
+// call of its function: the server looks the function up before it reads
+// numkeys, so with the library loaded the caller gets the server's numkeys
+// error, and without it "Function not found". Such a call therefore gets
+// the library like any other (numKeys reads 0 for the spans). Only a call
+// too short to name a function, or whose name is no text, is not one (the
+// server refuses the first by arity, before anything runs).
+func parseFCall(k kind, args []interface{}) (scriptCall, bool) {
+	sc := scriptCall{kind: k}
+	if len(args) < 3 {
+		return sc, false
+	}
+	name, ok := fnNameArg(args[1])
+	if !ok {
+		return sc, false
+	}
+	sc.function, sc.nargs = name, len(args)-3
+	if n, ok := parseNumKeys(args[2]); ok && n >= 0 && n <= sc.nargs {
+		sc.numKeys = n
+	}
+	return sc, true
+}
+
+// fnNameArg reads a function name argument as go-redis writes it: text, or
+// an integer (function names may be digits only).
+func fnNameArg(v interface{}) (string, bool) {
+	if t, ok := textArg(v); ok {
+		return t, true
+	}
+	switch n := v.(type) {
+	case int:
+		return strconv.FormatInt(int64(n), 10), true
+	case int64:
+		return strconv.FormatInt(n, 10), true
+	case int32:
+		return strconv.FormatInt(int64(n), 10), true
+	case uint:
+		return strconv.FormatUint(uint64(n), 10), true
+	case uint64:
+		return strconv.FormatUint(n, 10), true
+	case uint32:
+		return strconv.FormatUint(uint64(n), 10), true
+	}
+	return "", false
+}
+
 // textArg views a body or SHA1 argument as a string without copying it.
 func textArg(v interface{}) (string, bool) {
 	switch t := v.(type) {

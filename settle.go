@@ -199,6 +199,12 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 	if first < 0 {
 		return nil, false
 	}
+	e.fnVerify(ctx, p, next)
+	for first = 0; first < len(p.items) && !p.items[first].failed; first++ {
+	}
+	if first == len(p.items) {
+		return nil, false
+	}
 	var again []item
 	for i := first; i < len(p.items); i++ {
 		it := &p.items[i]
@@ -206,11 +212,11 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 			again = append(again, item{cmd: it.cmd, orig: it.orig, k: it.k, call: it.call, s: it.s, lib: it.lib, region: -1, index: i})
 			continue
 		}
-		if ok(it.orig.Err()) {
+		if ok(it.orig.Err()) || fnRanWithError(it) {
 			return nil, false // something took effect after the failure
 		}
 	}
-	rp := &batchPlan{items: again}
+	rp := &batchPlan{items: again, notQueued: true}
 	e.group(rp)
 	e.decide(rp)
 	defer e.abandonFns(rp)

@@ -63,7 +63,7 @@ func (t *telemetry) startScript(ctx context.Context, sc *scriptCall, s *script, 
 // client hook), or, under a top hook (e nil), the chain down to the node
 // hook, which reports the node through the context.
 func (t *telemetry) traceFCall(ctx context.Context, cmd redis.Cmder, k kind, db string, srv *server, next redis.ProcessHook, e *engine) error {
-	sc, ok := parseScript(k, cmd.Args())
+	sc, ok := parseFCall(k, cmd.Args())
 	if !ok {
 		return next(ctx, cmd)
 	}
