@@ -160,7 +160,10 @@ func (e *engine) settleFns(p *batchPlan) {
 			_, gen = e.srv.holds(it.lib)
 		}
 		e.srv.missing(it.lib.name, gen)
-		if !p.tx && it.region < 0 && !p.fnChange && e.srv.mayLoadFns() {
+		// Retried only where the retry will carry the load: never an
+		// FCALL_RO of a read-routed ClusterClient (see preloads), whose
+		// retry would fail the same way after one more round trip.
+		if !p.tx && it.region < 0 && !p.fnChange && e.srv.mayLoadFns() && e.preloads(it.k) {
 			it.failed = true
 		}
 	}
