@@ -131,6 +131,9 @@ func (e *engine) loadLibrary(ctx context.Context, lib *library, next redis.Proce
 	c.active.Store(true)
 	err := next(context.WithValue(ctx, inLoadKey{}, f), c)
 	c.active.Store(false)
+	if isReadOnly(err) {
+		e.srv.readOnlyClosed()
+	}
 	r.bodies++
 	e.settleFnLoad(f, c, err)
 	return f.err

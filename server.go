@@ -187,6 +187,20 @@ func (sv *server) closeMulti() {
 // connClosed records that one of the server's connections was closed.
 func (sv *server) connClosed() { sv.lost.Add(1) }
 
+// readOnlyClosed takes back the close that go-redis makes after a READONLY
+// reply (it drops the connection on every READONLY, in case an address
+// now leads to another server): the dial after it is no sign of a restart
+// or failover, and must not forget what that refusal taught (the server is
+// a replica), or the hook would load there again before every call.
+func (sv *server) readOnlyClosed() {
+	for {
+		n := sv.lost.Load()
+		if n <= 0 || sv.lost.CompareAndSwap(n, n-1) {
+			return
+		}
+	}
+}
+
 // dialled is called for every new connection. After a closed connection the
 // server behind the new one may be another (failover) or restarted, with an
 // empty script cache; the dials that merely grow the pool at start-up are
