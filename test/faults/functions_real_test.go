@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +195,40 @@ func waitReplicated(t *testing.T, c *redis.Client, key, value string) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// The repair's retry runs on the server and its reply is lost with the
+// connection (a real server, a connection that dies after the write): the
+// caller gets the network error, the function ran once, and nothing is
+// sent again. The next call is decided before its dial (the library is
+// held) and runs; the dial after a lost connection makes the hook forget
+// what the server holds (it may have restarted), so the call after that
+// loads first.
+func TestFunctionRetryLostReal(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := redistest.Start(t)
+	admin := testkit.Client(t, srv, nil)
+	l := &lossy{}
+	x := newFnReal(t, srv, &redis.Options{Dialer: l.dial, PoolSize: 1, MaxRetries: -1})
+	require.NoError(t, x.hooked.FCall(ctx, "fincr", []string{"k"}, 1).Err())
+	require.NoError(t, admin.FunctionFlush(ctx).Err())
+	x.spy.Reset()
+	l.writes.Store(0)
+	l.nth = 3 // the FCALL (not found), the reload, the retry
+	err := x.hooked.FCall(ctx, "fincr", []string{"k"}, 1).Err()
+	require.True(t, l.broken.Load(), "the retry went out")
+	assert.ErrorIs(t, err, errLost)
+	assert.Equal(t, counts{loads: 1, fcalls: 2}, x.sent(), "one reload, one retry, nothing after the lost reply")
+	assert.Equal(t, "2", admin.Get(ctx, "k").Val(), "the retry ran, once")
+
+	l.nth, l.writes, l.broken = 0, atomic.Int64{}, atomic.Bool{}
+	x.spy.Reset()
+	require.NoError(t, x.hooked.FCall(ctx, "fincr", []string{"k"}, 1).Err())
+	assert.Equal(t, "3", admin.Get(ctx, "k").Val())
+	assert.Equal(t, counts{fcalls: 1}, x.sent(), "decided before the dial: the library is held (and here it is)")
+	x.spy.Reset()
+	require.NoError(t, x.hooked.FCall(ctx, "fincr", []string{"k"}, 1).Err())
+	assert.Equal(t, "4", admin.Get(ctx, "k").Val())
+	assert.Equal(t, counts{loads: 1, fcalls: 1}, x.sent(), "the dial after a lost connection made the hook forget: loaded first")
 }
