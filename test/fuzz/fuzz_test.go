@@ -991,8 +991,10 @@ func (run *fzRun) evalShaOp(r *fzReader, ro bool, where int) fzOp {
 	if hasBody {
 		known, unknown := run.known(body)
 		if !known && !unknown {
-			// Learned but perhaps evicted: use a registered body instead.
+			// Learned but perhaps evicted: use a registered body instead
+			// (known: the batch rules below apply to it).
 			body = fzBodies[fzRegistered[int(extra)%len(fzRegistered)]]
+			known = true
 		}
 		sha = testkit.SHA1(body)
 		preloads := fzUserOf(run.cfg) == "fz-noeval" || fzUserOf(run.cfg) == "fz-noevalsha"
