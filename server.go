@@ -170,7 +170,6 @@ func (sv *server) reset() {
 			delete(sv.slots, sha)
 		}
 	}
-	sv.openMulti.Store(0)
 	sv.mu.Unlock()
 }
 
@@ -211,6 +210,11 @@ func (sv *server) dialled(addr string) {
 	}
 	if sv.lost.Swap(0) > 0 {
 		sv.reset()
+		// The connection that held a MULTI the caller opened may be the
+		// one lost. (A SCRIPT FLUSH, which also resets, leaves it open:
+		// queued inside that MULTI, it must not make the hook send its
+		// own commands into the caller's transaction.)
+		sv.openMulti.Store(0)
 		sv.resetFns()
 		sv.replica.Store(false)
 		// A refusal is asked again after a reconnect: an ACL change
