@@ -137,18 +137,19 @@ func (run *fzRun) fnOp(r *fzReader, k byte, where int) fzOp {
 	if l := fn.lib; l != nil {
 		call.forge = l.forge || l.echoes && strings.Contains(strings.ToLower(arg), "not found")
 	}
-	if l := call.registeredLib(); l != nil && where == wherePipe && run.variant == variantSplit &&
-		run.fnBelief[l.name] && run.fnLacking[l.name] && !call.forge {
-		// No exact oracle (header): a call of an unknown function instead.
-		fn = fzFn{"fz_nosuch", nil}
-		args[1], call = fn.name, &fzFCall{fn: fn, region: call.region}
-	}
 	return fzOp{hook: args, ref: args, desc: fzDescribe(args), fcall: call}
 }
 
 // fnChangeOp is the caller's FUNCTION LOAD [REPLACE], DELETE or FLUSH
-// [SYNC], with the subcommand spelled as the input says.
+// [SYNC], with the subcommand spelled as the input says. In sub-batches
+// (variantSplit) one inside a MULTI the caller wrote is ECHO instead: the
+// oracle follows what the server holds from sub-batch to sub-batch, and a
+// queued FUNCTION command takes effect only at an EXEC.
 func (run *fzRun) fnChangeOp(c, spell byte) fzOp {
+	if run.variant == variantSplit && run.multi != multiNone {
+		args := []interface{}{"echo", "function " + fzSecret}
+		return fzOp{hook: args, ref: args, desc: fzDescribe(args)}
+	}
 	var args []interface{}
 	ch := &fzFnChange{}
 	switch c % 9 {
@@ -246,7 +247,7 @@ func (run *fzRun) refLoad(t *testing.T, lib *fzLib) {
 // the server holds it.
 func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload *fzLib) {
 	l := call.registeredLib()
-	if l == nil || run.multi != multiNone {
+	if l == nil || run.hookOpen > 0 {
 		return nil
 	}
 	lacks := run.fnLacks()[l.name]
@@ -260,46 +261,44 @@ func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload *fzLib) {
 
 // batchFn is the oracle of the functions in a pipeline (tx false) or a
 // transaction, given the hooked side's commands (already run). It returns
-// where the reference's pipeline carries a load of which library
-// (insert[i]: before op i), and the libraries the reference loads (as
-// another client) before its batch (before) and after it (after).
+// the loads the reference's batch carries (insert[i]: just before op i)
+// and the libraries the reference loads (as another client) after it.
 //
-// Pipelines without a caller's FUNCTION command, outside a MULTI the caller
-// opened before: a library the hook does not believe held is loaded before
-// its first call (the reference: before the batch). One it believes held
-// that the server lacks meets "Function not found": retried after the
-// batch when nothing that took effect follows the first miss (then the
-// reference carries the load just before that library's first call
-// outside a caller's MULTI), else the caller gets the miss (the reference
-// loads nothing), which the oracle accepts only when the retry was not
-// allowed. With a caller's FUNCTION command in the batch, nothing is added.
+// A pipeline is followed sub-batch by sub-batch, as the hook sends them
+// (variantSplit: 3 commands, longer to keep a caller's MULTI with its
+// EXEC; else one). In a sub-batch without a caller's FUNCTION command, sent
+// while the hook believes no MULTI of the caller open: a library the hook
+// does not believe held is loaded just before its first call (or before
+// the MULTI the call is inside). One it believes held that the server
+// lacks meets "Function not found": the hook retries after the sub-batch
+// when nothing that may have taken effect follows the first miss (the
+// reference: the load just before that library's first call outside a
+// caller's MULTI), else the caller gets the miss (the reference loads
+// nothing), which the oracle accepts only when the retry was not allowed.
+// With a caller's FUNCTION command in the sub-batch nothing is added.
 //
 // Transactions: nothing is added inside; the libraries called that the hook
 // does not believe held, or that met a repairable miss, are loaded after
 // it (unless it holds a caller's FUNCTION command, which makes the hook
 // believe the server holds none).
-func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool, startMulti int, lacks map[string]bool) (insert map[int]*fzLib, before, after []*fzLib) {
-	fnChange := slices.ContainsFunc(ops, func(op fzOp) bool { return op.fnChange != nil })
+func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) (insert map[int][]*fzLib, after []*fzLib) {
 	nf := func(i int) bool { return i < len(got) && testkit.ErrText(got[i].Err()) == "ERR Function not found" }
-	called := map[*fzLib]bool{}
-	for _, op := range ops {
-		if l := op.fcall.registeredLib(); l != nil {
-			called[l] = true
-		}
-	}
-	// A repairable miss makes the hook believe the server lacks the library.
-	missed := map[*fzLib]bool{}
-	for i, op := range ops {
-		if l := op.fcall.registeredLib(); l != nil && !op.fcall.forge && !op.fcall.region && nf(i) {
-			missed[l] = true
-		}
+	relevant := func(i int, l *fzLib) bool {
+		c := ops[i].fcall
+		return c.registeredLib() == l && !c.forge && !c.region
 	}
 	if tx {
+		fnChange := slices.ContainsFunc(ops, func(op fzOp) bool { return op.fnChange != nil })
 		for _, l := range fzRegisteredLibs {
-			if !called[l] {
+			called, missed := false, false
+			for i, op := range ops {
+				called = called || op.fcall.registeredLib() == l
+				missed = missed || relevant(i, l) && nf(i)
+			}
+			if !called {
 				continue
 			}
-			if missed[l] {
+			if missed {
 				run.fnBelief[l.name] = false
 			}
 			if !fnChange && !run.fnBelief[l.name] {
@@ -310,69 +309,170 @@ func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool, 
 		if fnChange {
 			run.resetBeliefs()
 		}
-		return nil, nil, after
+		return nil, after
 	}
-	if fnChange || startMulti != multiNone {
-		for l := range missed {
-			run.fnBelief[l.name] = false
-		}
-		for i, op := range ops {
-			if op.fnChange != nil && !op.region && i < len(got) && got[i].Err() == nil {
-				run.applyFnChange(op.fnChange)
+	lacks := run.fnLacking
+	insert = map[int][]*fzLib{}
+	for _, ch := range run.chunks(ops) {
+		open := run.hookOpen > 0
+		fnChange := false
+		for i := ch[0]; i < ch[1]; i++ {
+			fnChange = fnChange || ops[i].fnChange != nil
+			if fzIsExecOrDiscard(ops[i]) && ops[i].regionAt < 0 && run.hookOpen > 0 {
+				run.hookOpen-- // it ends a MULTI the caller opened before
 			}
 		}
-		return nil, nil, nil
-	}
-	insert = map[int]*fzLib{}
-libs:
-	for _, l := range fzRegisteredLibs {
-		if !called[l] {
-			continue
-		}
-		if !run.fnBelief[l.name] {
-			before = append(before, l)
-			run.fnBelief[l.name] = true
-			continue
-		}
-		if !lacks[l.name] {
-			continue
-		}
-		first, relevant := -1, 0
-		for i, op := range ops {
-			if op.fcall.registeredLib() == l && !op.fcall.forge && !op.fcall.region {
-				relevant++
-				if first < 0 {
-					first = i
+		if open || fnChange {
+			for _, l := range fzRegisteredLibs {
+				for i := ch[0]; i < ch[1]; i++ {
+					if relevant(i, l) && nf(i) {
+						run.fnBelief[l.name] = false
+					}
 				}
 			}
+		} else {
+		libs:
+			for _, l := range fzRegisteredLibs {
+				first, firstRel := -1, -1
+				for i := ch[0]; i < ch[1]; i++ {
+					if ops[i].fcall.registeredLib() == l && first < 0 {
+						first = i
+						if ops[i].regionAt >= 0 {
+							first = ops[i].regionAt
+						}
+					}
+					if relevant(i, l) && firstRel < 0 {
+						firstRel = i
+					}
+				}
+				switch {
+				case first < 0:
+					continue
+				case !run.fnBelief[l.name]:
+					insert[first] = append(insert[first], l)
+					run.fnBelief[l.name], lacks[l.name] = true, false
+					continue
+				case !lacks[l.name] || firstRel < 0:
+					continue // held; or only calls the hook never repairs
+				case !nf(firstRel):
+					insert[firstRel] = append(insert[firstRel], l) // retried
+					lacks[l.name] = false
+					continue
+				}
+				run.fnBelief[l.name] = false
+				// The caller got the miss: allowed only when something
+				// after the first miss in the sub-batch may have taken
+				// effect (README: the retry must not reorder): a command
+				// that succeeded, or a script or function call (its error
+				// reply may follow writes) other than a repairable miss.
+				for j := firstRel + 1; j < ch[1]; j++ {
+					missed := ops[j].fcall.registeredLib() != nil && !ops[j].fcall.forge && !ops[j].fcall.region && nf(j)
+					if missed {
+						continue
+					}
+					if err := got[j].Err(); err == nil || err == redis.Nil || fzScriptOrFn(ops[j]) {
+						continue libs
+					}
+				}
+				run.fail(t, "a pipeline's repairable Function not found reached the caller with nothing after it that took effect", testkit.RenderAll(got, nil), "a retry")
+			}
 		}
-		if first < 0 {
-			continue // only calls the hook never repairs: the server's replies
-		}
-		if !missed[l] {
-			insert[first] = l // retried: as if loaded just before
-			continue
-		}
-		run.fnBelief[l.name] = false
-		if run.variant == variantSplit {
-			continue
-		}
-		// The caller got the miss: allowed only when something after the
-		// first miss may have taken effect (README: the retry must not
-		// reorder): a command that succeeded, or a script or function call
-		// (its error reply may follow writes) other than a repairable miss.
-		for j := first + 1; j < len(got); j++ {
-			missedFn := ops[j].fcall.registeredLib() != nil && !ops[j].fcall.forge && !ops[j].fcall.region && nf(j)
-			if missedFn {
+		// The caller's FUNCTION commands (none inside a MULTI in
+		// variantSplit), in order.
+		for i := ch[0]; i < ch[1]; i++ {
+			op := ops[i]
+			if op.fnChange == nil || i >= len(got) || got[i].Err() != nil {
 				continue
 			}
-			if err := got[j].Err(); err == nil || err == redis.Nil || fzScriptOrFn(ops[j]) {
-				continue libs
+			if op.regionAt < 0 {
+				run.applyFnChange(op.fnChange)
+			}
+			switch ch := op.fnChange; {
+			case ch.sub == "flush":
+				for k := range lacks {
+					lacks[k] = true
+				}
+				for _, l := range fzRegisteredLibs {
+					lacks[l.name] = true
+				}
+			case ch.sub == "delete" && ch.lib == fzFnLib:
+				lacks[fzFnLib.name] = true
+			case ch.sub == "load" && ch.lib != fzPlainLib:
+				lacks[ch.lib.name] = false
 			}
 		}
-		run.fail(t, "a pipeline's repairable Function not found reached the caller with nothing after it that took effect", testkit.RenderAll(got, nil), "a retry")
 	}
-	return insert, before, nil
+	return insert, nil
+}
+
+// chunks are the sub-batches the hook sends a pipeline of ops as.
+func (run *fzRun) chunks(ops []fzOp) [][2]int {
+	const n = 3 // WithMaxBatchSize in variantSplit
+	if run.variant != variantSplit || len(ops) <= n {
+		return [][2]int{{0, len(ops)}}
+	}
+	var out [][2]int
+	for start := 0; start < len(ops); {
+		end := min(start+n, len(ops))
+		for end < len(ops) && ops[end].regionAt >= 0 && ops[end].regionAt < end {
+			end++
+		}
+		out = append(out, [2]int{start, end})
+		start = end
+	}
+	return out
+}
+
+// fzRegions sets each op's regionAt as the hook reads a batch: the index of
+// the MULTI the caller wrote in it that the op is inside (the MULTI and its
+// EXEC or DISCARD included; a MULTI inside an open one opens none), or -1.
+func fzRegions(ops []fzOp) {
+	region := -1
+	for i := range ops {
+		ops[i].regionAt = -1
+		switch name := fzOpName(ops[i]); name {
+		case "multi":
+			if region < 0 {
+				region = i
+			}
+			ops[i].regionAt = region
+		case "exec", "discard":
+			ops[i].regionAt = region
+			region = -1
+		default:
+			ops[i].regionAt = region
+		}
+		if c := ops[i].fcall; c != nil {
+			c.region = ops[i].regionAt >= 0
+		}
+	}
+}
+
+func fzOpName(op fzOp) string {
+	if len(op.hook) == 0 {
+		return ""
+	}
+	return strings.ToLower(testkit.Text(op.hook[0]))
+}
+
+func fzIsExecOrDiscard(op fzOp) bool {
+	name := fzOpName(op)
+	return name == "exec" || name == "discard"
+}
+
+// noteHookMulti follows the hook's count of MULTIs the caller opened, from
+// a single command and what it got.
+func (run *fzRun) noteHookMulti(op fzOp, err error) {
+	switch fzOpName(op) {
+	case "multi":
+		if err == nil {
+			run.hookOpen++
+		}
+	case "exec", "discard":
+		if run.hookOpen > 0 {
+			run.hookOpen--
+		}
+	}
 }
 
 // registerFzLibs gives the hook the registered libraries.
@@ -404,6 +504,6 @@ func fzScriptOrFn(op fzOp) bool {
 	if len(op.hook) == 0 {
 		return false
 	}
-	name := strings.ToLower(testkit.Text(op.hook[0]))
+	name := fzOpName(op)
 	return strings.HasPrefix(name, "eval") || strings.HasPrefix(name, "fcall")
 }

@@ -91,7 +91,8 @@ package fuzz_test
 //     with an argument holding "not found"), the caller gets the server's
 //     "Function not found": the reference loads nothing.
 //   - A pipeline without FUNCTION commands of the caller: a library the
-//     hook does not believe held is loaded before the batch. For one it
+//     hook does not believe held is loaded just before its first call (or
+//     before the MULTI the caller wrote around it). For one it
 //     believes held that the server lacks, the hook's retry (when allowed)
 //     is the reference's load just before that library's first call
 //     outside a MULTI the caller wrote in the batch; the oracle takes the
@@ -100,7 +101,8 @@ package fuzz_test
 //     when the retry was not allowed (a command that succeeded, or a
 //     script or function call, follows the first miss). With a FUNCTION
 //     command of the caller in the batch, or a MULTI the caller opened
-//     before it, nothing is added.
+//     before it (as the hook counts them: fzRun.hookOpen), nothing is
+//     added.
 //   - A transaction: nothing is added inside it (calls of a library the
 //     server lacks get the server's error); afterwards the reference loads
 //     (as the hook's MULTI/FUNCTION LOAD/EXEC after the EXEC does) every
@@ -108,10 +110,11 @@ package fuzz_test
 //     believe held or that met a repairable miss, unless the transaction
 //     held a FUNCTION command of the caller.
 //
-// No exact oracle, and what the fuzzer does instead: in sub-batches
-// (variantSplit) a library the hook believes held and the server lacks can
-// be missed in one sub-batch and loaded by the next, so there such a call
-// becomes a call of an unknown function; and fze_echo calls with and
+// In sub-batches (variantSplit) the oracle follows the hook sub-batch by
+// sub-batch (a miss in one, the load in the next), and what the server
+// holds between them; there a caller's FUNCTION command inside a MULTI it
+// wrote (which takes effect only at EXEC) is ECHO instead. No exact
+// oracle, and what the fuzzer does instead: fze_echo calls with and
 // without a "not found" argument in one batch (one retried, the other
 // not, which no single load in the reference reproduces), so a batch's
 // fze_echo calls all take the first one's kind of argument. A user who may
@@ -361,7 +364,7 @@ type fzOp struct {
 	// region: in a batch, inside a MULTI the caller wrote in it.
 	fcall    *fzFCall
 	fnChange *fzFnChange
-	region   bool
+	regionAt int
 }
 
 // fzUserOf is the ACL user of a configuration.
@@ -409,6 +412,10 @@ type fzRun struct {
 	fnBelief  map[string]bool
 	fnLacking map[string]bool
 	echoKind  int
+	// hookOpen follows the hook's count of MULTIs the caller opened (by
+	// its rules, which can differ from the server's: a MULTI refused as
+	// nested inside a batch still opens a region there).
+	hookOpen int
 }
 
 const (
@@ -564,6 +571,7 @@ func (run *fzRun) single(t *testing.T, hook, ref fzTarget, r *fzReader, where in
 	if op.fnChange != nil && cmd.Err() == nil {
 		run.applyFnChange(op.fnChange)
 	}
+	run.noteHookMulti(op, cmd.Err())
 	run.preload(op)
 	if fnLoad != nil {
 		run.log[len(run.log)-1] += " ≡ " + fnLoad.name + " loaded first"
@@ -586,11 +594,9 @@ func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) 
 	ops := make([]fzOp, 0, n+1)
 	desc := make([]string, 0, n+1)
 	run.flushedInBatch = false
-	startMulti := run.multi
 	run.fnLacking, run.echoKind = run.fnLacks(), 0
 	for i := 0; i < n; i++ {
 		op := run.decodeOp(r, where)
-		op.region = run.multi == multiBatch
 		ops, desc = append(ops, op), append(desc, op.desc)
 	}
 	if run.multi == multiBatch {
@@ -600,6 +606,9 @@ func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) 
 	if run.multi == multiNone {
 		run.flushedInMulti = false
 	}
+	if !tx {
+		fzRegions(ops)
+	}
 	kind := "pipeline"
 	if tx {
 		kind = "tx"
@@ -607,17 +616,13 @@ func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) 
 	run.log = append(run.log, kind+" ["+strings.Join(desc, "; ")+"]")
 	cmds, err := runFzBatchCmds(run.ctx, hook, ops, tx, false)
 	got := testkit.RenderAll(cmds, err)
-	insert, before, after := run.batchFn(t, ops, cmds, tx, startMulti, run.fnLacking)
+	insert, after := run.batchFn(t, ops, cmds, tx)
 	run.preload(ops...)
-	for _, l := range before {
-		run.log[len(run.log)-1] += " ≡ " + l.name + " loaded first"
-		run.refLoad(t, l)
-	}
 	// The reference's batch, with the loads the hook's retry stands for.
 	refOps := make([]fzOp, 0, len(ops)+len(insert))
 	var inserted []int
 	for i, op := range ops {
-		if l := insert[i]; l != nil {
+		for _, l := range insert[i] {
 			run.log[len(run.log)-1] += fmt.Sprintf(" ≡ %s loaded before op %d", l.name, i)
 			inserted = append(inserted, len(refOps))
 			args := []interface{}{"function", "load", "replace", l.code}
@@ -674,8 +679,9 @@ func (run *fzRun) sticky(t *testing.T, hc, pc *redis.Client, r *fzReader) {
 	if run.multi != multiNone {
 		op := run.closeMulti(r.next()&1 == 0)
 		run.log = append(run.log, "single "+op.desc)
-		got, want := fzRunSingle(run.ctx, hconn, op, false), fzRunSingle(run.ctx, pconn, op, true)
-		if got != want {
+		got, cmd := fzRunSingleCmd(run.ctx, hconn, op, false)
+		run.noteHookMulti(op, cmd.Err())
+		if want := fzRunSingle(run.ctx, pconn, op, true); got != want {
 			run.fail(t, "closing EXEC/DISCARD differs", got, want)
 		}
 		run.flushedInMulti = false
@@ -1357,6 +1363,9 @@ func fzSeeds() [][]byte {
 		cat(0, single(fincr), []byte{fnFlush}, batch(false, fincr, multi, fincr, exec),
 			batch(false, multi, fincr, exec, fincr),
 			sticky(multi, fincr, fcall(0, 0, 9)), []byte{0}, single(fincr)),
+		// The caller's SCRIPT FLUSH queued inside its own MULTI: nothing of
+		// the hook's goes into that transaction.
+		cat(0, sticky(multi, []byte{13, 0}, fincr, shaOp(0, 0, 1, 0)), []byte{0}, single(fincr)),
 	}
 }
 
