@@ -239,24 +239,29 @@ func (run *fzRun) refLoad(t *testing.T, lib *fzLib) {
 
 // singleFn is the oracle of a single FCALL of a registered library's
 // function, outside a MULTI the caller opened: the hook loads the library
-// first unless it believes the server holds it, and repairs a "Function
-// not found" unless the forge rule applies; either way the reference has
-// the library loaded first. Where the hook believes the server holds it,
-// the server lacks it and the forge rule applies, the caller gets the
-// server's reply: the reference loads nothing. Afterwards the hook believes
-// the server holds it.
-func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload *fzLib) {
+// first unless it believes the server holds it (preload), and repairs a
+// "Function not found" unless the forge rule applies (ifRepaired: the
+// reference loads it first if the hook did repair, which the caller
+// decides by the hook's Stats; a call refused before the server looks the
+// function up, NOPERM for a key, is not repaired and must not be). Where
+// the hook believes the server holds it, the server lacks it and the forge
+// rule applies, the caller gets the server's reply: the reference loads
+// nothing. Afterwards the hook believes the server holds it.
+func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload, ifRepaired *fzLib) {
 	l := call.registeredLib()
 	if l == nil || run.hookOpen > 0 {
-		return nil
+		return nil, nil
 	}
 	lacks := run.fnLacks()[l.name]
 	held := run.fnBelief[l.name]
 	run.fnBelief[l.name] = true
-	if !held || lacks && !call.forge {
-		return l
+	switch {
+	case !held:
+		return l, nil
+	case lacks && !call.forge:
+		return nil, l
 	}
-	return nil
+	return nil, nil
 }
 
 // batchFn is the oracle of the functions in a pipeline (tx false) or a
@@ -283,9 +288,14 @@ func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload *fzLib) {
 // believe the server holds none).
 func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) (insert map[int][]*fzLib, after []*fzLib) {
 	nf := func(i int) bool { return i < len(got) && testkit.ErrText(got[i].Err()) == "ERR Function not found" }
+	// relevant: a call the hook repairs when it misses; a call refused
+	// before the server looks the function up (NOPERM for a key) does not
+	// count: it gets the same reply with or without the library, and
+	// nothing is loaded for it.
 	relevant := func(i int, l *fzLib) bool {
 		c := ops[i].fcall
-		return c.registeredLib() == l && !c.forge && !c.region
+		return c.registeredLib() == l && !c.forge && !c.region &&
+			(i >= len(got) || !strings.HasPrefix(testkit.ErrText(got[i].Err()), "NOPERM"))
 	}
 	if tx {
 		fnChange := slices.ContainsFunc(ops, func(op fzOp) bool { return op.fnChange != nil })

@@ -412,6 +412,8 @@ type fzRun struct {
 	fnBelief  map[string]bool
 	fnLacking map[string]bool
 	echoKind  int
+	// h is the hook under test (its Stats tell whether it repaired).
+	h *scripthook.Hook
 	// hookOpen follows the hook's count of MULTIs the caller opened (by
 	// its rules, which can differ from the server's: a MULTI refused as
 	// nested inside a batch still opens a region there).
@@ -471,6 +473,7 @@ func runDifferential(t *testing.T, e *fzEnv, data []byte) {
 		opts = append(opts, scripthook.WithCacheSize(2))
 	}
 	h := scripthook.New(opts...)
+	run.h = h
 	for _, i := range fzRegistered {
 		h.Register(fmt.Sprint("reg", i), fzBodies[i])
 		run.learned[fzBodies[i]] = true
@@ -566,8 +569,17 @@ func (run *fzRun) otherFunctionFlush(t *testing.T) {
 func (run *fzRun) single(t *testing.T, hook, ref fzTarget, r *fzReader, where int) {
 	op := run.decodeOp(r, where)
 	run.log = append(run.log, "single "+op.desc)
-	fnLoad := run.singleFn(t, op.fcall)
+	fnLoad, ifRepaired := run.singleFn(t, op.fcall)
+	loads := run.h.Stats().FunctionLoads
 	got, cmd := fzRunSingleCmd(run.ctx, hook, op, false)
+	if ifRepaired != nil {
+		switch {
+		case run.h.Stats().FunctionLoads > loads:
+			fnLoad = ifRepaired
+		case testkit.ErrText(cmd.Err()) == "ERR Function not found":
+			run.fail(t, "a repairable Function not found reached the caller", got, "a repair")
+		}
+	}
 	if op.fnChange != nil && cmd.Err() == nil {
 		run.applyFnChange(op.fnChange)
 	}
