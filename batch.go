@@ -215,6 +215,10 @@ func (e *engine) sendChunk(ctx context.Context, items []item, cmds []redis.Cmder
 	setActive(p.out, true)
 	err := next(ctx, p.out)
 	setActive(p.out, false)
+	if _, own := p.out[0].(*fnLoadCmd); own && isReadOnly(err) {
+		// The batch's first reply, the hook's load, closed the connection.
+		e.srv.readOnlyClosed()
+	}
 	e.settle(p, br)
 	if !e.sh.cfg.rewrite {
 		for i := range items {

@@ -53,11 +53,19 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 		// First call of the library's functions on this server (or after
 		// it lost them): the registered code goes first.
 		loadErr, loaded = e.loadLibrary(ctx, lib, next, r), true
-		if loadErr != nil && ctx.Err() != nil {
+		if loadErr != nil && (ctx.Err() != nil || !isRedisError(loadErr)) {
 			// The caller gave up while the load was on its way or while
-			// it waited for another caller's: it returns now.
-			cmd.SetErr(ctx.Err())
-			return ctx.Err()
+			// it waited for another caller's; or the load was lost with
+			// its connection (go-redis's own retries, if any, are spent
+			// inside next): it returns now with that error, as a plain
+			// command on that connection would, and its FCALL is not
+			// sent (it would only meet "Function not found", which says
+			// the library is missing when the hook never got it there).
+			if ctx.Err() != nil {
+				loadErr = ctx.Err()
+			}
+			cmd.SetErr(loadErr)
+			return loadErr
 		}
 		_, gen = e.srv.holds(lib)
 	}
@@ -298,6 +306,9 @@ func (e *engine) sendLoad(ctx context.Context, f *fnFlight, lib *library, next r
 	c.active.Store(true)
 	err := next(context.WithValue(ctx, inLoadKey{}, f), c)
 	c.active.Store(false)
+	if isReadOnly(err) {
+		e.srv.readOnlyClosed()
+	}
 	r.bodies++
 	e.settleFnLoad(f, c, err)
 	return f.err

@@ -307,12 +307,3 @@ func (e *engine) fnVerify(ctx context.Context, p *batchPlan, next redis.ProcessP
 		p.items[i].failed = false
 	}
 }
-
-// fnRanWithError reports a function call after a pipeline's failure whose
-// error reply does not prove it did not run: a function can write and then
-// fail (a runtime error, its own error reply), so for the retry's order it
-// took effect. Only the server's "Function not found" proves otherwise.
-func fnRanWithError(it *item) bool {
-	err := it.orig.Err()
-	return it.k.isFCall() && isRedisError(err) && !isNoFunction(err)
-}

@@ -170,7 +170,6 @@ func (sv *server) reset() {
 			delete(sv.slots, sha)
 		}
 	}
-	sv.openMulti.Store(0)
 	sv.mu.Unlock()
 }
 
@@ -187,6 +186,20 @@ func (sv *server) closeMulti() {
 // connClosed records that one of the server's connections was closed.
 func (sv *server) connClosed() { sv.lost.Add(1) }
 
+// readOnlyClosed takes back the close that go-redis makes after a READONLY
+// reply (it drops the connection on every READONLY, in case an address
+// now leads to another server): the dial after it is no sign of a restart
+// or failover, and must not forget what that refusal taught (the server is
+// a replica), or the hook would load there again before every call.
+func (sv *server) readOnlyClosed() {
+	for {
+		n := sv.lost.Load()
+		if n <= 0 || sv.lost.CompareAndSwap(n, n-1) {
+			return
+		}
+	}
+}
+
 // dialled is called for every new connection. After a closed connection the
 // server behind the new one may be another (failover) or restarted, with an
 // empty script cache; the dials that merely grow the pool at start-up are
@@ -197,6 +210,11 @@ func (sv *server) dialled(addr string) {
 	}
 	if sv.lost.Swap(0) > 0 {
 		sv.reset()
+		// The connection that held a MULTI the caller opened may be the
+		// one lost. (A SCRIPT FLUSH, which also resets, leaves it open:
+		// queued inside that MULTI, it must not make the hook send its
+		// own commands into the caller's transaction.)
+		sv.openMulti.Store(0)
 		sv.resetFns()
 		sv.replica.Store(false)
 		// A refusal is asked again after a reconnect: an ACL change

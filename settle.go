@@ -185,8 +185,9 @@ func (p *batchPlan) carriers() []*use {
 
 // retry re-sends, in one more round trip, the uses of a pipeline that
 // provably did not run, but only when nothing that took effect follows the
-// first of them, so that the retry cannot change the order in which
-// anything happened. Otherwise their errors stay (NOSCRIPT, as without the
+// first of them (no command that succeeded, and no script or function
+// call, whose error reply may follow its writes), so that the retry cannot
+// change the order in which anything happened. Otherwise their errors stay (NOSCRIPT, as without the
 // hook for the ones the caller sent by SHA1; see README for the rest).
 func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipelineHook, br *batchRun) (error, bool) {
 	first := -1
@@ -212,8 +213,11 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 			again = append(again, item{cmd: it.cmd, orig: it.orig, k: it.k, call: it.call, s: it.s, lib: it.lib, region: -1, index: i})
 			continue
 		}
-		if ok(it.orig.Err()) || fnRanWithError(it) {
-			return nil, false // something took effect after the failure
+		if ok(it.orig.Err()) || it.k.isScript() || it.k.isFCall() {
+			// Something took effect after the failure: a command that
+			// succeeded, or a script or function, which can write before
+			// its error reply (redis.call, then redis.error_reply).
+			return nil, false
 		}
 	}
 	rp := &batchPlan{items: again, notQueued: true}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +21,12 @@ import (
 // the rules of Redis 7.4+ (EvictAt 500: scripts EVAL creates sit in an LRU
 // that evicts the oldest, every use moves a script to the tail, SCRIPT LOAD
 // creates scripts that are never evicted, and only Valkey 8 makes an
-// EVAL-created one permanent when it is SCRIPT LOADed), refuses what an ACL
+// EVAL-created one permanent when it is SCRIPT LOADed), keeps function
+// libraries (FUNCTION LOAD [REPLACE], FLUSH, DELETE; an FCALL of a function
+// no library registers gets "ERR Function not found"), refuses what an ACL
 // denies with the servers' exact texts, and counts what crosses its wire:
-// round trips, RESP bytes, commands, and the runs of every script body.
+// round trips, RESP bytes, commands, and the runs of every script body and
+// function.
 //
 // It sets errors only, never reply values (except SCRIPT LOAD's SHA1):
 // results are compared on real servers; the fake is for what a real server
@@ -47,7 +51,14 @@ type Fake struct {
 	mu      sync.Mutex
 	scripts map[string]*fakeScript // by SHA1
 	lru     *list.List             // of *fakeScript created by EVAL
+	libs    map[string]*fakeLib    // function libraries by name
 	stats   FakeStats
+}
+
+// fakeLib is a function library FUNCTION LOAD created.
+type fakeLib struct {
+	name  string
+	funcs []string // lower case
 }
 
 // FakeStats is what crossed a Fake's wire.
@@ -62,6 +73,8 @@ type FakeStats struct {
 	Evicted int
 	// NoScript counts NOSCRIPT replies the fake gave.
 	NoScript int
+	// FnRuns counts the runs of each function, by lower-case name.
+	FnRuns map[string]int
 }
 
 type fakeScript struct {
@@ -71,6 +84,9 @@ type fakeScript struct {
 
 // NoScriptText is the server's NOSCRIPT reply, as Redis 7.0-8.0 write it.
 const NoScriptText = "NOSCRIPT No matching script. Please use EVAL."
+
+// NoFunctionText is the server's reply to an FCALL of a function it lacks.
+const NoFunctionText = "ERR Function not found"
 
 // fakeErr is an error reply.
 type fakeErr string
@@ -84,6 +100,8 @@ func (f *Fake) init() {
 		f.lru = list.New()
 		f.stats.Calls = map[string]int{}
 		f.stats.Runs = map[string]int{}
+		f.stats.FnRuns = map[string]int{}
+		f.libs = map[string]*fakeLib{}
 	}
 }
 
@@ -93,9 +111,12 @@ func (f *Fake) Stats() FakeStats {
 	defer f.mu.Unlock()
 	f.init()
 	st := f.stats
-	st.Calls, st.Runs = map[string]int{}, map[string]int{}
+	st.Calls, st.Runs, st.FnRuns = map[string]int{}, map[string]int{}, map[string]int{}
 	for k, v := range f.stats.Calls {
 		st.Calls[k] = v
+	}
+	for k, v := range f.stats.FnRuns {
+		st.FnRuns[k] = v
 	}
 	for k, v := range f.stats.Runs {
 		st.Runs[k] = v
@@ -108,7 +129,37 @@ func (f *Fake) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.init()
-	f.stats = FakeStats{Calls: map[string]int{}, Runs: map[string]int{}}
+	f.stats = FakeStats{Calls: map[string]int{}, Runs: map[string]int{}, FnRuns: map[string]int{}}
+}
+
+// FunctionFlush deletes every function library, as another client's
+// FUNCTION FLUSH would.
+func (f *Fake) FunctionFlush() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	f.libs = map[string]*fakeLib{}
+}
+
+// FunctionLoad loads a library as another client would (replacing one of
+// the same name), without counting it.
+func (f *Fake) FunctionLoad(code string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	return f.loadLib(code, true)
+}
+
+// Libraries returns the names of the libraries the fake holds.
+func (f *Fake) Libraries() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.init()
+	out := make([]string, 0, len(f.libs))
+	for name := range f.libs {
+		out = append(out, name)
+	}
+	return out
 }
 
 // Flush empties the script cache, as another client's SCRIPT FLUSH would.
@@ -236,7 +287,7 @@ func (f *Fake) refuse(c redis.Cmder) error {
 	args := c.Args()
 	name := strings.ToLower(fmt.Sprint(args[0]))
 	acl := name
-	if name == "script" && len(args) > 1 {
+	if (name == "script" || name == "function") && len(args) > 1 {
 		acl += "|" + strings.ToLower(fmt.Sprint(args[1]))
 	}
 	if f.Denied[acl] || f.Denied[name] {
@@ -303,7 +354,54 @@ func (f *Fake) exec(c redis.Cmder, inTx bool) error {
 			f.scripts = map[string]*fakeScript{}
 			f.lru.Init()
 		}
+	case "function":
+		switch strings.ToLower(text(args[1])) {
+		case "load":
+			replace := len(args) > 3 && strings.EqualFold(text(args[2]), "replace")
+			return f.loadLib(text(args[len(args)-1]), replace)
+		case "flush":
+			f.libs = map[string]*fakeLib{}
+		case "delete":
+			if len(args) < 3 || f.libs[text(args[2])] == nil {
+				return fakeErr("ERR Library not found")
+			}
+			delete(f.libs, text(args[2]))
+		}
+	case "fcall", "fcall_ro":
+		fn := strings.ToLower(text(args[1]))
+		for _, l := range f.libs {
+			if slices.Contains(l.funcs, fn) {
+				f.stats.FnRuns[fn]++
+				return nil
+			}
+		}
+		return fakeErr(NoFunctionText)
 	}
+	return nil
+}
+
+// loadLib creates a library from code: "#!lua name=<name>" on the first
+// line, functions registered as redis.register_function('<name>', ...);
+// code holding "return +" does not compile. Caller holds f.mu.
+func (f *Fake) loadLib(code string, replace bool) error {
+	line, rest, _ := strings.Cut(code, "\n")
+	name, ok := strings.CutPrefix(line, "#!lua name=")
+	if !ok || name == "" {
+		return fakeErr("ERR Missing library metadata")
+	}
+	if f.libs[name] != nil && !replace {
+		return fakeErr("ERR Library '" + name + "' already exists")
+	}
+	if strings.Contains(rest, "return +") {
+		return fakeErr("ERR Error compiling function: user_function:1: unexpected symbol near '+'")
+	}
+	l := &fakeLib{name: name}
+	for _, part := range strings.Split(rest, "register_function('")[1:] {
+		if fn, _, ok := strings.Cut(part, "'"); ok {
+			l.funcs = append(l.funcs, strings.ToLower(fn))
+		}
+	}
+	f.libs[name] = l
 	return nil
 }
 
@@ -350,6 +448,14 @@ func (f *Fake) run(s *fakeScript, args []interface{}) error {
 		}
 	}
 	return nil
+}
+
+// Text is a command argument as the server reads it.
+func Text(v interface{}) string { return text(v) }
+
+// IsFunctionLoad reports a FUNCTION LOAD command.
+func IsFunctionLoad(args []interface{}) bool {
+	return len(args) > 1 && strings.EqualFold(text(args[0]), "function") && strings.EqualFold(text(args[1]), "load")
 }
 
 func text(v interface{}) string {

@@ -57,6 +57,70 @@ package fuzz_test
 //
 // Optimistic pipeline mode is not fuzzed: it documents that NOSCRIPT may
 // reach the caller, so it has no exact oracle.
+//
+// Functions (functions_test.go). The hook has three libraries registered
+// with RegisterLibrary: fzlib (a write, a no-writes read, a runtime error,
+// a write followed by an error reply), fzforge (replies that read like, or
+// contain, "Function not found") and fzecho (a write, then the error its
+// argument spells); a fourth, fzplain, only the caller loads. Programs
+// call their functions (FCALL, FCALL_RO, names in any case), an unknown
+// function, and send their own FUNCTION LOAD [REPLACE] (of a registered
+// library, of the caller's own version of fzlib, of fzplain), FUNCTION
+// DELETE and FUNCTION FLUSH [SYNC]; another client's FUNCTION FLUSH of both
+// servers may come between groups. The hook's promise for a registered
+// library is "as if the server held the registered code": so the
+// reference loads it (FUNCTION LOAD REPLACE, as another client) where the
+// hook promises the call finds it, and nowhere else. Where that is depends
+// on what the hook believes the server holds, which the fuzzer models
+// (fzRun.fnBelief): after the hook loads a library, or the caller's own
+// successful FUNCTION LOAD of a registered library's name (then the
+// caller's version stands: the hook does not replace it), it believes the
+// server holds it; the caller's DELETE, FLUSH, any FUNCTION command inside
+// a transaction, or a repairable miss in a batch make it believe not;
+// another client's flush is not seen. The exact oracle:
+//
+//   - Unregistered functions, calls inside a MULTI the
+//     caller opened earlier, and the caller's FUNCTION commands: as
+//     written, on both sides.
+//   - A single call of a registered function: the reference loads first
+//     when the hook does not believe the server holds the library (the
+//     hook loads before the call), or when the server lacks it and the
+//     forge rule does not apply (the hook repairs the miss once). When the
+//     hook believes it held, the server lacks it and the forge rule
+//     applies (code holding "not found", or code holding "err" called
+//     with an argument holding "not found"), the caller gets the server's
+//     "Function not found": the reference loads nothing.
+//   - A pipeline without FUNCTION commands of the caller: a library the
+//     hook does not believe held is loaded just before its first call (or
+//     before the MULTI the caller wrote around it). For one it
+//     believes held that the server lacks, the hook's retry (when allowed)
+//     is the reference's load just before that library's first call
+//     outside a MULTI the caller wrote in the batch; the oracle takes the
+//     alternative from the hooked side (every such call answered "Function
+//     not found": no retry, else the retry) and accepts "no retry" only
+//     when the retry was not allowed (a command that succeeded, or a
+//     script or function call, follows the first miss). With a FUNCTION
+//     command of the caller in the batch, or a MULTI the caller opened
+//     before it (as the hook counts them: fzRun.hookOpen), nothing is
+//     added.
+//   - A transaction: nothing is added inside it (calls of a library the
+//     server lacks get the server's error); afterwards the reference loads
+//     (as the hook's MULTI/FUNCTION LOAD/EXEC after the EXEC does) every
+//     registered library the transaction called that the hook did not
+//     believe held or that met a repairable miss, unless the transaction
+//     held a FUNCTION command of the caller.
+//
+// In sub-batches (variantSplit) the oracle follows the hook sub-batch by
+// sub-batch (a miss in one, the load in the next), and what the server
+// holds between them; there a caller's FUNCTION command inside a MULTI it
+// wrote (which takes effect only at EXEC) is ECHO instead. No exact
+// oracle, and what the fuzzer does instead: fze_echo calls with and
+// without a "not found" argument in one batch (one retried, the other
+// not, which no single load in the reference reproduces), so a batch's
+// fze_echo calls all take the first one's kind of argument. A user who may
+// not run FUNCTION LOAD is not fuzzed (TestFunctionLoadNoPermReal). The
+// final state compared includes the libraries and their code (FUNCTION
+// LIST WITHCODE).
 
 import (
 	"context"
@@ -238,6 +302,9 @@ func (e *fzEnv) reset(t *testing.T, ctx context.Context) {
 		if err := c.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
+		if err := c.FunctionFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -293,6 +360,11 @@ type fzOp struct {
 	// preload: a body the reference server is given by SCRIPT LOAD (from
 	// another client) just before the reference command.
 	preload string
+	// fcall: an FCALL/FCALL_RO; fnChange: the caller's FUNCTION command;
+	// region: in a batch, inside a MULTI the caller wrote in it.
+	fcall    *fzFCall
+	fnChange *fzFnChange
+	regionAt int
 }
 
 // fzUserOf is the ACL user of a configuration.
@@ -332,6 +404,20 @@ type fzRun struct {
 	// flushedInBatch: the batch being decoded has the caller's SCRIPT
 	// FLUSH in it.
 	flushedInBatch bool
+	// fnBelief: whether the hook believes the hooked server holds each
+	// registered library (by name); fnLacking: registered libraries the
+	// hooked server lacks at the start of the batch being decoded;
+	// echoKind: the argument kind of fze_echo calls in that batch (0: none
+	// yet, 1: plain, 2: "not found").
+	fnBelief  map[string]bool
+	fnLacking map[string]bool
+	echoKind  int
+	// h is the hook under test (its Stats tell whether it repaired).
+	h *scripthook.Hook
+	// hookOpen follows the hook's count of MULTIs the caller opened (by
+	// its rules, which can differ from the server's: a MULTI refused as
+	// nested inside a batch still opens a region there).
+	hookOpen int
 }
 
 const (
@@ -387,9 +473,15 @@ func runDifferential(t *testing.T, e *fzEnv, data []byte) {
 		opts = append(opts, scripthook.WithCacheSize(2))
 	}
 	h := scripthook.New(opts...)
+	run.h = h
 	for _, i := range fzRegistered {
 		h.Register(fmt.Sprint("reg", i), fzBodies[i])
 		run.learned[fzBodies[i]] = true
+	}
+	registerFzLibs(t, h)
+	run.fnBelief = map[string]bool{}
+	for _, l := range fzRegisteredLibs {
+		run.fnBelief[l.name] = false
 	}
 	hc := redis.NewClient(fzOptions(e.hooked.Addr, cfg))
 	defer hc.Close()
@@ -417,6 +509,10 @@ func runDifferential(t *testing.T, e *fzEnv, data []byte) {
 			run.batch(t, hc, pc, r, sel%8 == 6)
 		case sel&0x80 != 0:
 			run.sticky(t, hc, pc, r)
+		case sel&0x40 != 0:
+			// Another client flushes the function libraries of both
+			// servers: the hook still believes its libraries are loaded.
+			run.otherFunctionFlush(t)
 		default:
 			// Another client flushes the script cache of both servers: the
 			// hook still believes its scripts are loaded.
@@ -459,12 +555,40 @@ func (run *fzRun) otherFlush(t *testing.T) {
 	}
 }
 
+// otherFunctionFlush is FUNCTION FLUSH on both servers from another client.
+func (run *fzRun) otherFunctionFlush(t *testing.T) {
+	run.log = append(run.log, "FUNCTION FLUSH (both servers, from another client)")
+	for _, c := range []*redis.Client{run.e.refAdmin, run.e.hkAdmin} {
+		if err := c.FunctionFlush(run.ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // single runs one command through both targets.
 func (run *fzRun) single(t *testing.T, hook, ref fzTarget, r *fzReader, where int) {
 	op := run.decodeOp(r, where)
 	run.log = append(run.log, "single "+op.desc)
-	got := fzRunSingle(run.ctx, hook, op, false)
+	fnLoad, ifRepaired := run.singleFn(t, op.fcall)
+	loads := run.h.Stats().FunctionLoads
+	got, cmd := fzRunSingleCmd(run.ctx, hook, op, false)
+	if ifRepaired != nil {
+		switch {
+		case run.h.Stats().FunctionLoads > loads:
+			fnLoad = ifRepaired
+		case testkit.ErrText(cmd.Err()) == "ERR Function not found":
+			run.fail(t, "a repairable Function not found reached the caller", got, "a repair")
+		}
+	}
+	if op.fnChange != nil && cmd.Err() == nil {
+		run.applyFnChange(op.fnChange)
+	}
+	run.noteHookMulti(op, cmd.Err())
 	run.preload(op)
+	if fnLoad != nil {
+		run.log[len(run.log)-1] += " ≡ " + fnLoad.name + " loaded first"
+		run.refLoad(t, fnLoad)
+	}
 	if want := fzRunSingle(run.ctx, ref, op, true); got != want {
 		run.fail(t, "single command differs", got, want)
 	}
@@ -482,6 +606,7 @@ func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) 
 	ops := make([]fzOp, 0, n+1)
 	desc := make([]string, 0, n+1)
 	run.flushedInBatch = false
+	run.fnLacking, run.echoKind = run.fnLacks(), 0
 	for i := 0; i < n; i++ {
 		op := run.decodeOp(r, where)
 		ops, desc = append(ops, op), append(desc, op.desc)
@@ -493,15 +618,40 @@ func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) 
 	if run.multi == multiNone {
 		run.flushedInMulti = false
 	}
+	if !tx {
+		fzRegions(ops)
+	}
 	kind := "pipeline"
 	if tx {
 		kind = "tx"
 	}
 	run.log = append(run.log, kind+" ["+strings.Join(desc, "; ")+"]")
-	got := runFzBatch(run.ctx, hook, ops, tx, false)
+	cmds, err := runFzBatchCmds(run.ctx, hook, ops, tx, false)
+	got := testkit.RenderAll(cmds, err)
+	insert, after := run.batchFn(t, ops, cmds, tx)
 	run.preload(ops...)
-	if want := runFzBatch(run.ctx, ref, ops, tx, true); !slices.Equal(got, want) {
+	// The reference's batch, with the loads the hook's retry stands for.
+	refOps := make([]fzOp, 0, len(ops)+len(insert))
+	var inserted []int
+	for i, op := range ops {
+		for _, l := range insert[i] {
+			run.log[len(run.log)-1] += fmt.Sprintf(" ≡ %s loaded before op %d", l.name, i)
+			inserted = append(inserted, len(refOps))
+			args := []interface{}{"function", "load", "replace", l.code}
+			refOps = append(refOps, fzOp{hook: args, ref: args})
+		}
+		refOps = append(refOps, op)
+	}
+	cmds, err = runFzBatchCmds(run.ctx, ref, refOps, tx, true)
+	for j := len(inserted) - 1; j >= 0; j-- {
+		cmds = slices.Delete(cmds, inserted[j], inserted[j]+1)
+	}
+	if want := testkit.RenderAll(cmds, err); !slices.Equal(got, want) {
 		run.fail(t, kind+" differs", got, want)
+	}
+	for _, l := range after {
+		run.log[len(run.log)-1] += " ≡ then " + l.name + " loaded"
+		run.refLoad(t, l)
 	}
 }
 
@@ -541,8 +691,9 @@ func (run *fzRun) sticky(t *testing.T, hc, pc *redis.Client, r *fzReader) {
 	if run.multi != multiNone {
 		op := run.closeMulti(r.next()&1 == 0)
 		run.log = append(run.log, "single "+op.desc)
-		got, want := fzRunSingle(run.ctx, hconn, op, false), fzRunSingle(run.ctx, pconn, op, true)
-		if got != want {
+		got, cmd := fzRunSingleCmd(run.ctx, hconn, op, false)
+		run.noteHookMulti(op, cmd.Err())
+		if want := fzRunSingle(run.ctx, pconn, op, true); got != want {
 			run.fail(t, "closing EXEC/DISCARD differs", got, want)
 		}
 		run.flushedInMulti = false
@@ -586,13 +737,18 @@ func fzState(ctx context.Context, c *redis.Client) string {
 		}
 	}
 	fmt.Fprintf(&b, "scripts=%v", exists)
+	b.WriteString(fzFunctionState(ctx, c))
 	return b.String()
 }
 
 // decodeOp reads one command for where it will go (the oracle differs).
 func (run *fzRun) decodeOp(r *fzReader, where int) fzOp {
 	inBatch := where >= wherePipe
-	k := r.next() % 16
+	b := r.next()
+	k := b % 16
+	if b >= 0xc0 {
+		return run.fnOp(r, k, where)
+	}
 	switch {
 	case k <= 3:
 		return run.evalOp(r, k)
@@ -853,8 +1009,10 @@ func (run *fzRun) evalShaOp(r *fzReader, ro bool, where int) fzOp {
 	if hasBody {
 		known, unknown := run.known(body)
 		if !known && !unknown {
-			// Learned but perhaps evicted: use a registered body instead.
+			// Learned but perhaps evicted: use a registered body instead
+			// (known: the batch rules below apply to it).
 			body = fzBodies[fzRegistered[int(extra)%len(fzRegistered)]]
+			known = true
 		}
 		sha = testkit.SHA1(body)
 		preloads := fzUserOf(run.cfg) == "fz-noeval" || fzUserOf(run.cfg) == "fz-noevalsha"
@@ -1010,26 +1168,27 @@ func (op fzOp) cmd(ctx context.Context, ref bool) redis.Cmder {
 }
 
 func fzRunSingle(ctx context.Context, c fzTarget, op fzOp, ref bool) string {
-	cmd := op.cmd(ctx, ref)
-	_ = c.Process(ctx, cmd)
-	return testkit.Render(cmd)
+	s, _ := fzRunSingleCmd(ctx, c, op, ref)
+	return s
 }
 
-func runFzBatch(ctx context.Context, c fzTarget, ops []fzOp, tx, ref bool) []string {
+func fzRunSingleCmd(ctx context.Context, c fzTarget, op fzOp, ref bool) (string, redis.Cmder) {
+	cmd := op.cmd(ctx, ref)
+	_ = c.Process(ctx, cmd)
+	return testkit.Render(cmd), cmd
+}
+
+func runFzBatchCmds(ctx context.Context, c fzTarget, ops []fzOp, tx, ref bool) ([]redis.Cmder, error) {
 	fn := func(p redis.Pipeliner) error {
 		for _, op := range ops {
 			_ = p.Process(ctx, op.cmd(ctx, ref))
 		}
 		return nil
 	}
-	var cmds []redis.Cmder
-	var err error
 	if tx {
-		cmds, err = c.TxPipelined(ctx, fn)
-	} else {
-		cmds, err = c.Pipelined(ctx, fn)
+		return c.TxPipelined(ctx, fn)
 	}
-	return testkit.RenderAll(cmds, err)
+	return c.Pipelined(ctx, fn)
 }
 
 func fzShort(s string) string {
@@ -1087,6 +1246,13 @@ func fzSeeds() [][]byte {
 		return b
 	}
 	counter := evalOp(0, 0, 1, 0) // counter script, one key, numkeys int
+	// An FCALL is {0xc0+k, key and spelling, function} (k odd: FCALL_RO);
+	// the caller's FUNCTION command {0xcc, 0, which}; another client's
+	// FUNCTION FLUSH the group 0x47.
+	fcall := func(k, kb, fn byte) []byte { return []byte{0xc0 + k, kb, fn} }
+	fnChange := func(c byte) []byte { return []byte{0xcc, 0, c} }
+	fincr := fcall(0, 0, 0)
+	const fnFlush = 0x47
 	// Commands the caller writes to control a transaction: {14, key, which}.
 	multi, exec, discard, watch := []byte{14, 0, 1}, []byte{14, 0, 2}, []byte{14, 0, 3}, []byte{14, 0, 4}
 	// sticky runs up to four steps on a sticky connection; each step is
@@ -1177,6 +1343,41 @@ func fzSeeds() [][]byte {
 		cat(0x40, single(evalOp(19, 0, 1, 0)), []byte{flush}, single(evalOp(19, 0, 1, 0)), batch(false, evalOp(19, 0, 1, 0), evalOp(19, 0, 1, 0))),
 		cat(0xc0, sticky(single(evalOp(19, 0, 1, 0))[1:], []byte{5}, single(counter)[1:], single(counter)[1:]),
 			single(counter), single(evalOp(19, 0, 1, 0))),
+		// Functions (see functions_test.go). Registered calls singly: cold,
+		// warm, after another client's FUNCTION FLUSH; FCALL_RO, an unknown
+		// function, a name in another case, a runtime error, a write then
+		// an error.
+		cat(0, single(fincr), single(fincr), []byte{fnFlush}, single(fincr), single(fcall(1, 0, 1)),
+			single(fcall(0, 0, 9)), single(fcall(0, 0, 4)), single(fcall(0, 0, 2)), single(fcall(0, 0, 3))),
+		// Replies that read like "Function not found", cold and after a
+		// flush; an echo of the server's text and of another.
+		cat(0, single(fcall(0, 0, 5)), []byte{fnFlush}, single(fcall(0, 0, 5)), single(fcall(0, 0, 6)),
+			single(fcall(0, 0x80, 7)), []byte{fnFlush}, single(fcall(0, 0x80, 7)), single(fcall(0, 0, 7))),
+		// The caller's own FUNCTION LOAD (its own version), DELETE, LOAD of
+		// a library the hook does not know, FLUSH, LOAD without REPLACE.
+		cat(0, single(fnChange(1)), single(fincr), single(fnChange(5)), single(fincr), single(fnChange(3)),
+			single(fcall(0, 0, 8)), single(fnChange(7)), single(fincr), single(fnChange(2)), single(fincr)),
+		// Pipelines: cold; after a flush with nothing after the miss (the
+		// retry); after a flush with a write after it (the miss stays).
+		cat(0, batch(false, fincr, fcall(1, 0, 1), []byte{9, 0}, fcall(0, 0, 9)),
+			[]byte{fnFlush}, batch(false, fincr, fincr),
+			[]byte{fnFlush}, batch(false, fincr, []byte{9, 0}), batch(false, fincr)),
+		// A retry after a script that wrote and then failed.
+		cat(0, single(fincr), []byte{fnFlush}, batch(false, fincr, evalOp(16, 0, 1, 0))),
+		// Transactions: cold (the load follows), warm, after a flush, with
+		// the caller's FUNCTION FLUSH inside.
+		cat(0, batch(true, fincr, fcall(0, 0, 3)), batch(true, fincr), []byte{fnFlush},
+			batch(true, fincr, []byte{9, 0}), batch(true, fincr), batch(true, fnChange(7), fincr), single(fincr)),
+		// Sub-batches (variant 1).
+		cat(2, batch(false, fincr, fincr, fincr, fincr), []byte{fnFlush},
+			batch(false, fincr, []byte{9, 0}, fincr, fincr, fincr), single(fincr)),
+		// A MULTI the caller wrote, in a pipeline and on a sticky connection.
+		cat(0, single(fincr), []byte{fnFlush}, batch(false, fincr, multi, fincr, exec),
+			batch(false, multi, fincr, exec, fincr),
+			sticky(multi, fincr, fcall(0, 0, 9)), []byte{0}, single(fincr)),
+		// The caller's SCRIPT FLUSH queued inside its own MULTI: nothing of
+		// the hook's goes into that transaction.
+		cat(0, sticky(multi, []byte{13, 0}, fincr, shaOp(0, 0, 1, 0)), []byte{0}, single(fincr)),
 	}
 }
 

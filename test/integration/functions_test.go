@@ -512,3 +512,35 @@ func TestFunctionFlushStorm(t *testing.T) {
 	assert.Equal(t, 8*150, ran+missed)
 	assert.Greater(t, ran, missed, "the repairs kept most calls working")
 }
+
+// A SCRIPT FLUSH queued inside a MULTI the caller wrote does not make the
+// hook forget that MULTI: its FUNCTION LOAD for a registered library and
+// its SCRIPT LOAD for a registered script stay out of the caller's
+// transaction, whose EXEC replies are exactly plain's. (The flush used to
+// reset the count of open MULTIs, and both loads were queued: two extra
+// replies in EXEC's.)
+func TestFunctionFlushInsideCallerMulti(t *testing.T) {
+	t.Parallel()
+	r, h := fnRig(t)
+	ctx := t.Context()
+	h.Register("seven", "return 7")
+	run := func(c *redis.Client) []string {
+		require.NoError(t, r.Admin.FunctionFlush(ctx).Err())
+		r.FlushScripts(t)
+		cn := c.Conn()
+		defer cn.Close()
+		var out []string
+		for _, args := range [][]interface{}{
+			{"multi"}, {"script", "flush"},
+			{"fcall", "fincr", 1, "k", 1}, {"evalsha", testkit.SHA1("return 7"), 0},
+			{"exec"},
+		} {
+			out = append(out, testkit.Render(cn.Do(ctx, args...)))
+		}
+		return out
+	}
+	want := run(r.Plain)
+	assert.Equal(t, want, run(r.Hooked))
+	// Afterwards the hook works as usual.
+	require.NoError(t, r.Hooked.FCall(ctx, "fincr", []string{"k"}, 1).Err())
+}

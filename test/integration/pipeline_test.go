@@ -510,3 +510,54 @@ func TestCallerEvalShaInBatchesAfterFlush(t *testing.T) {
 		}
 	}
 }
+
+// A script that writes and then returns an error reply took effect: a
+// pipeline miss before it is not retried after it (that would run the
+// missed command after the write, out of order), for your EVALSHA of a
+// known script and for FCALL of a registered function alike. The caller
+// gets what plain EVALSHA / FCALL get, and every command ran at most once,
+// in order. (Found by the differential fuzzer.)
+func TestPipelineNoRetryAfterFailingWrite(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const incrThenFail = "redis.call('INCR', KEYS[1]) return redis.error_reply('ERR wrote, then failed')"
+	incr := "return redis.call('INCR', KEYS[1])"
+	for _, c := range []struct {
+		name  string
+		call  func(p redis.Pipeliner)
+		setup func(t *testing.T, r *testkit.Rig, h *scripthook.Hook)
+		flush func(t *testing.T, r *testkit.Rig)
+	}{
+		{"EVALSHA", func(p redis.Pipeliner) { p.EvalSha(ctx, testkit.SHA1(incr), []string{"k"}) },
+			func(t *testing.T, r *testkit.Rig, h *scripthook.Hook) {
+				require.NoError(t, r.Hooked.Eval(ctx, incr, []string{"warm"}).Err(), "the hook learns the body")
+			},
+			func(t *testing.T, r *testkit.Rig) { r.FlushScripts(t) }},
+		{"FCALL", func(p redis.Pipeliner) { p.FCall(ctx, "fincr", []string{"k"}, 1) },
+			func(t *testing.T, r *testkit.Rig, h *scripthook.Hook) {
+				_, err := h.RegisterLibrary(counterLib)
+				require.NoError(t, err)
+				require.NoError(t, r.Hooked.FCall(ctx, "fincr", []string{"warm"}, 1).Err(), "loaded")
+			},
+			func(t *testing.T, r *testkit.Rig) { require.NoError(t, r.Admin.FunctionFlush(ctx).Err()) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r, h := rig(t)
+			c.setup(t, r, h)
+			run := func(rdb *redis.Client) []string {
+				c.flush(t, r) // another client's
+				require.NoError(t, r.Admin.Del(ctx, "k").Err())
+				cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+					c.call(p)
+					p.Eval(ctx, incrThenFail, []string{"k"})
+					return nil
+				})
+				return append(testkit.RenderAll(cmds, err), "k="+r.Admin.Get(ctx, "k").Val())
+			}
+			want := run(r.Plain)
+			assert.Equal(t, "k=1", want[len(want)-1])
+			assert.Equal(t, want, run(r.Hooked), "as plain: the miss stays, nothing ran out of order")
+		})
+	}
+}
