@@ -215,10 +215,7 @@ func (e *engine) sendChunk(ctx context.Context, items []item, cmds []redis.Cmder
 	setActive(p.out, true)
 	err := next(ctx, p.out)
 	setActive(p.out, false)
-	if _, own := p.out[0].(*fnLoadCmd); own && isReadOnly(err) {
-		// The batch's first reply, the hook's load, closed the connection.
-		e.srv.readOnlyClosed()
-	}
+	e.readOnlyLoad(p.out, err)
 	e.settle(p, br)
 	if !e.sh.cfg.rewrite {
 		for i := range items {
@@ -238,6 +235,19 @@ func (e *engine) sendChunk(ctx context.Context, items []item, cmds []redis.Cmder
 	e.passNoScript(p)
 	br.recordAll(items)
 	return err
+}
+
+// readOnlyLoad takes back the close of a connection whose batch began with
+// the hook's FUNCTION LOAD and was refused READONLY (see readOnlyClosed):
+// go-redis closes a connection on the batch's first error when it is
+// READONLY.
+func (e *engine) readOnlyLoad(out []redis.Cmder, err error) {
+	if len(out) == 0 {
+		return
+	}
+	if _, own := out[0].(*fnLoadCmd); own && isReadOnly(err) {
+		e.srv.readOnlyClosed()
+	}
 }
 
 // recordAll keeps the batch's script and function commands for child

@@ -259,6 +259,7 @@ func (e *engine) retry(ctx context.Context, p *batchPlan, next redis.ProcessPipe
 	setActive(rp.out, true)
 	err := next(ctx, rp.out)
 	setActive(rp.out, false)
+	e.readOnlyLoad(rp.out, err)
 	e.settle(rp, br) // the retry's bodies and SHA1s count in the batch's span
 	for i := range again {
 		if k := again[i].k; !k.hasBody() && isDenied(again[i].orig.Err(), bodyCap(k).aclName()) {

@@ -144,15 +144,19 @@ func TestFunctionLoadReadOnlyReal(t *testing.T) {
 	wantCall := x.plain.FCallRO(ctx, "fget", []string{"k"}).Err()
 	require.EqualError(t, wantCall, testkit.NoFunctionText)
 
-	assert.Equal(t, testkit.ErrText(wantLoad), testkit.ErrText(x.hooked.FCallRO(ctx, "fget", []string{"k"}).Err()))
+	// An FCALL_RO gets no load ahead of it until the server has shown it
+	// is a primary (README, FCALL_RO on replicas): the call meets "Function
+	// not found", the repair's load is refused READONLY, and the caller
+	// gets the server's reply, as plain, with no second call.
+	assert.Equal(t, testkit.ErrText(wantCall), testkit.ErrText(x.hooked.FCallRO(ctx, "fget", []string{"k"}).Err()))
 	assert.Equal(t, counts{loads: 1, fcalls: 1}, x.sent())
 	x.spy.Reset()
 	assert.Equal(t, testkit.ErrText(wantCall), testkit.ErrText(x.hooked.FCallRO(ctx, "fget", []string{"k"}).Err()))
 	assert.Equal(t, counts{fcalls: 1}, x.sent(), "no load on a replica")
 
-	// The same in pipelines, with a hook of its own: the first carries the
-	// load (its READONLY is the load's, and the call's reply is the plain
-	// one), the next carries none.
+	// The same in pipelines, with a hook of its own: the first meets the
+	// miss, and its retry carries the load, refused READONLY (the call's
+	// reply is the plain one, it ran nowhere); the next carries none.
 	y := newFnReal(t, replica, nil)
 	pipe := func(c *redis.Client) []string {
 		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -163,7 +167,7 @@ func TestFunctionLoadReadOnlyReal(t *testing.T) {
 	}
 	want := pipe(y.plain)
 	assert.Equal(t, want, pipe(y.hooked))
-	assert.Equal(t, counts{loads: 1, fcalls: 1}, y.sent())
+	assert.Equal(t, counts{loads: 1, fcalls: 2}, y.sent())
 	y.spy.Reset()
 	assert.Equal(t, want, pipe(y.hooked))
 	assert.Equal(t, counts{fcalls: 1}, y.sent(), "no load on a replica")
@@ -215,7 +219,7 @@ func TestFunctionRetryLostReal(t *testing.T) {
 	require.NoError(t, admin.FunctionFlush(ctx).Err())
 	x.spy.Reset()
 	l.writes.Store(0)
-	l.nth = 3 // the FCALL (not found), the reload, the retry
+	l.nth = 4 // the FCALL (not found), the FUNCTION LIST, the reload, the retry
 	err := x.hooked.FCall(ctx, "fincr", []string{"k"}, 1).Err()
 	require.True(t, l.broken.Load(), "the retry went out")
 	assert.ErrorIs(t, err, errLost)
