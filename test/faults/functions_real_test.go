@@ -8,7 +8,6 @@ package faults_test
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -195,7 +194,7 @@ func waitReplicated(t *testing.T, c *redis.Client, key, value string) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal(fmt.Sprintf("replica never read %s=%s", key, value))
+			t.Fatalf("replica never read %s=%s", key, value)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
