@@ -49,7 +49,7 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 	inMulti := e.srv.openMulti.Load() > 0
 	held, gen := e.srv.holds(lib)
 	loaded, loadErr := false, error(nil)
-	if !held && !inMulti && e.srv.mayLoadFns() && e.preloads(sc.kind) && (sc.kind != kindFCallRO || e.srv.knownPrimary()) {
+	if !held && !inMulti && e.srv.mayLoadFns() && e.preloads(sc.kind) {
 		// First call of the library's functions on this server (or after
 		// it lost them): the registered code goes first.
 		loadErr, loaded = e.loadLibrary(ctx, lib, next, r), true

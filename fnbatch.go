@@ -61,9 +61,6 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 		if i >= stop || !it.k.isFCall() || it.lib == nil {
 			return false
 		}
-		if it.k == kindFCallRO && !p.notQueued && !e.srv.knownPrimary() {
-			return false // as in runFCall: see knownPrimary
-		}
 		held, gen := e.srv.holds(it.lib)
 		if p.fnGen == nil {
 			p.fnGen = map[*library]uint64{}
@@ -113,7 +110,7 @@ func (e *engine) fnPlan(ctx context.Context, p *batchPlan) error {
 // answer is not enough here). Before that the transaction goes as written
 // and loadAfterTx loads what it needed, so the next one finds it.
 func (e *engine) txMayLoadFns() bool {
-	return !e.cluster && e.srv.caps[capFunctionLoad].Load() == capYes && !e.srv.replica.Load()
+	return !e.cluster && e.srv.knownPrimary()
 }
 
 // fnCarrying reports whether the batch loads lib already.

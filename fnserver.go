@@ -60,16 +60,12 @@ func (sv *server) mayLoadFns() bool {
 
 // knownPrimary reports whether this server itself has shown that the hook
 // may load there: it accepted (or refused for another reason than ACL or
-// READONLY) one of the hook's loads, and has not said READONLY since.
-//
-// An FCALL_RO gets no load ahead of it until then. A read-only call is what
-// goes to replicas, and a replica refuses the load with READONLY, on which
-// go-redis closes the connection; the redial that follows makes the hook
-// forget the replica (it may be a failover), so a load before every
-// FCALL_RO would cost a refused load and a new connection per call. The
-// call goes as written instead: a replica runs it on the replicated
-// library, and a primary that lacks the library answers "Function not
-// found", which is repaired (and shows the server a primary).
+// READONLY) one of the hook's loads, and has not said READONLY since. Only
+// then may a transaction carry the load (see txMayLoadFns). A replica's
+// READONLY is remembered past the connection go-redis closes on it (see
+// readOnlyClosed), so a *redis.Client on a replica sends one refused load
+// per server lifetime; a read-routed ClusterClient sends its replicas none
+// (see preloads).
 func (sv *server) knownPrimary() bool {
 	return sv.caps[capFunctionLoad].Load() == capYes && !sv.replica.Load()
 }

@@ -143,19 +143,18 @@ func TestFunctionLoadReadOnlyReal(t *testing.T) {
 	wantCall := x.plain.FCallRO(ctx, "fget", []string{"k"}).Err()
 	require.EqualError(t, wantCall, testkit.NoFunctionText)
 
-	// An FCALL_RO gets no load ahead of it until the server has shown it
-	// is a primary (README, FCALL_RO on replicas): the call meets "Function
-	// not found", the repair's load is refused READONLY, and the caller
-	// gets the server's reply, as plain, with no second call.
+	// The load ahead of the call is refused READONLY; the call gets the
+	// server's reply, as plain (README, FCALL_RO on replicas), with no
+	// second call.
 	assert.Equal(t, testkit.ErrText(wantCall), testkit.ErrText(x.hooked.FCallRO(ctx, "fget", []string{"k"}).Err()))
 	assert.Equal(t, counts{loads: 1, fcalls: 1}, x.sent())
 	x.spy.Reset()
 	assert.Equal(t, testkit.ErrText(wantCall), testkit.ErrText(x.hooked.FCallRO(ctx, "fget", []string{"k"}).Err()))
 	assert.Equal(t, counts{fcalls: 1}, x.sent(), "no load on a replica")
 
-	// The same in pipelines, with a hook of its own: the first meets the
-	// miss, and its retry carries the load, refused READONLY (the call's
-	// reply is the plain one, it ran nowhere); the next carries none.
+	// The same in pipelines, with a hook of its own: the first carries the
+	// load (refused READONLY; the call's reply is the plain one), the next
+	// carries none.
 	y := newFnReal(t, replica, nil)
 	pipe := func(c *redis.Client) []string {
 		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -166,7 +165,7 @@ func TestFunctionLoadReadOnlyReal(t *testing.T) {
 	}
 	want := pipe(y.plain)
 	assert.Equal(t, want, pipe(y.hooked))
-	assert.Equal(t, counts{loads: 1, fcalls: 2}, y.sent())
+	assert.Equal(t, counts{loads: 1, fcalls: 1}, y.sent())
 	y.spy.Reset()
 	assert.Equal(t, want, pipe(y.hooked))
 	assert.Equal(t, counts{fcalls: 1}, y.sent(), "no load on a replica")
