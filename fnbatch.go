@@ -208,9 +208,6 @@ func (e *engine) loadAfterTx(ctx context.Context, p *batchPlan, next redis.Proce
 		if !it.k.isFCall() || it.lib == nil || p.fnCarrying(it.lib) {
 			continue
 		}
-		if it.k == kindFCallRO && !isNoFunction(it.orig.Err()) && !e.srv.knownPrimary() {
-			continue // it ran (on a replica, say): see knownPrimary
-		}
 		if held, _ := e.srv.holds(it.lib); held {
 			continue
 		}
