@@ -205,9 +205,11 @@ func (e *engine) loadAfterTx(ctx context.Context, p *batchPlan, next redis.Proce
 	}
 	for i := range p.items {
 		it := &p.items[i]
-		if !it.k.isFCall() || it.lib == nil || p.fnCarrying(it.lib) {
+		if !it.k.isFCall() || it.lib == nil || slices.ContainsFunc(p.fnAfter, func(c *fnCarrier) bool { return c.cmd.lib == it.lib }) {
 			continue
 		}
+		// A load the transaction carried and lost (EXECABORT, WATCH)
+		// left the library not held: it is loaded after, as for a miss.
 		if held, _ := e.srv.holds(it.lib); held {
 			continue
 		}

@@ -6,6 +6,7 @@ package fuzz_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -249,16 +250,28 @@ func (run *fzRun) refLoad(t *testing.T, lib *fzLib) {
 // nothing. Afterwards the hook believes the server holds it.
 func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload, ifRepaired *fzLib) {
 	l := call.registeredLib()
-	if l == nil || run.hookOpen > 0 {
+	if l == nil {
 		return nil, nil
 	}
 	lacks := run.fnLacks()[l.name]
+	if run.hookOpen > 0 {
+		// A MULTI of the caller's is open (on another connection):
+		// nothing goes ahead of the call, but a miss proves it was not
+		// queued, and is repaired.
+		if lacks && !call.forge {
+			run.fnBelief[l.name], run.fnPrimary = true, true
+			return nil, l
+		}
+		return nil, nil
+	}
 	held := run.fnBelief[l.name]
 	run.fnBelief[l.name] = true
 	switch {
 	case !held:
+		run.fnPrimary = true
 		return l, nil
 	case lacks && !call.forge:
+		run.fnPrimary = true
 		return nil, l
 	}
 	return nil, nil
@@ -280,11 +293,15 @@ func (run *fzRun) singleFn(t *testing.T, call *fzFCall) (preload, ifRepaired *fz
 // reference: the load just before that library's first call outside a
 // caller's MULTI), else the caller gets the miss (the reference loads
 // nothing), which the oracle accepts only when the retry was not allowed.
-// With a caller's FUNCTION command in the sub-batch nothing is added.
+// With a caller's FUNCTION command in the sub-batch, the calls before the
+// first one get the load as above, those after it nothing, and no miss is
+// retried.
 //
-// Transactions: nothing is added inside; the libraries called that the hook
-// does not believe held, or that met a repairable miss, are loaded after
-// it (unless it holds a caller's FUNCTION command, which makes the hook
+// Transactions: once the server has accepted one of the hook's loads
+// (fnPlan's txMayLoadFns), the load of each library the hook does not
+// believe held goes inside, before its first call; otherwise nothing is
+// added inside; the libraries called that the hook does not believe held,
+// or that met a repairable miss, are loaded after it (unless it holds a caller's FUNCTION command, which makes the hook
 // believe the server holds none).
 func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) (insert map[int][]*fzLib, after []*fzLib) {
 	nf := func(i int) bool { return i < len(got) && testkit.ErrText(got[i].Err()) == "ERR Function not found" }
@@ -299,6 +316,34 @@ func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) 
 	}
 	if tx {
 		fnChange := slices.ContainsFunc(ops, func(op fzOp) bool { return op.fnChange != nil })
+		if run.fnPrimary && run.hookOpen == 0 {
+			// Inside the MULTI, just before the first call of each
+			// library the hook does not believe held (before the
+			// caller's first FUNCTION command: none after it).
+			stop := slices.IndexFunc(ops, func(op fzOp) bool { return op.fnChange != nil })
+			if stop < 0 {
+				stop = len(ops)
+			}
+			// An aborted transaction (EXECABORT: a command refused while
+			// queued) took the load with it: the hook then believes
+			// nothing new, and loads after it as below.
+			aborted := slices.ContainsFunc(got, func(c redis.Cmder) bool {
+				return strings.HasPrefix(testkit.ErrText(c.Err()), "EXECABORT") || errors.Is(c.Err(), redis.TxFailedErr)
+			})
+			insert = map[int][]*fzLib{}
+			for _, l := range fzRegisteredLibs {
+				if run.fnBelief[l.name] {
+					continue
+				}
+				for i, op := range ops[:stop] {
+					if op.fcall.registeredLib() == l {
+						insert[i] = append(insert[i], l)
+						run.fnBelief[l.name] = !aborted
+						break
+					}
+				}
+			}
+		}
 		for _, l := range fzRegisteredLibs {
 			called, missed := false, false
 			for i, op := range ops {
@@ -313,13 +358,13 @@ func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) 
 			}
 			if !fnChange && !run.fnBelief[l.name] {
 				after = append(after, l)
-				run.fnBelief[l.name] = true
+				run.fnBelief[l.name], run.fnPrimary = true, true
 			}
 		}
 		if fnChange {
 			run.resetBeliefs()
 		}
-		return nil, after
+		return insert, after
 	}
 	lacks := run.fnLacking
 	insert = map[int][]*fzLib{}
@@ -330,6 +375,34 @@ func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) 
 			fnChange = fnChange || ops[i].fnChange != nil
 			if fzIsExecOrDiscard(ops[i]) && ops[i].regionAt < 0 && run.hookOpen > 0 {
 				run.hookOpen-- // it ends a MULTI the caller opened before
+			}
+		}
+		if !open && fnChange {
+			// The calls before the caller's first FUNCTION command get
+			// the load ahead of them as in any pipeline; those after it
+			// go as written; no miss is retried.
+			stop := ch[1]
+			for i := ch[0]; i < ch[1]; i++ {
+				if ops[i].fnChange != nil {
+					stop = i
+					break
+				}
+			}
+			for _, l := range fzRegisteredLibs {
+				if run.fnBelief[l.name] {
+					continue
+				}
+				for i := ch[0]; i < stop; i++ {
+					if ops[i].fcall.registeredLib() == l {
+						at := i
+						if ops[i].regionAt >= 0 {
+							at = ops[i].regionAt
+						}
+						insert[at] = append(insert[at], l)
+						run.fnBelief[l.name], lacks[l.name], run.fnPrimary = true, false, true
+						break
+					}
+				}
 			}
 		}
 		if open || fnChange {
@@ -360,13 +433,13 @@ func (run *fzRun) batchFn(t *testing.T, ops []fzOp, got []redis.Cmder, tx bool) 
 					continue
 				case !run.fnBelief[l.name]:
 					insert[first] = append(insert[first], l)
-					run.fnBelief[l.name], lacks[l.name] = true, false
+					run.fnBelief[l.name], lacks[l.name], run.fnPrimary = true, false, true
 					continue
 				case !lacks[l.name] || firstRel < 0:
 					continue // held; or only calls the hook never repairs
 				case !nf(firstRel):
 					insert[firstRel] = append(insert[firstRel], l) // retried
-					lacks[l.name] = false
+					lacks[l.name], run.fnPrimary = false, true
 					continue
 				}
 				run.fnBelief[l.name] = false

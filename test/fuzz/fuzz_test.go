@@ -412,6 +412,10 @@ type fzRun struct {
 	fnBelief  map[string]bool
 	fnLacking map[string]bool
 	echoKind  int
+	// fnPrimary: the hooked server has accepted one of the hook's loads
+	// (the hook's knownPrimary): from then on a transaction carries the
+	// load of a library the hook does not believe held inside its MULTI.
+	fnPrimary bool
 	// h is the hook under test (its Stats tell whether it repaired).
 	h *scripthook.Hook
 	// hookOpen follows the hook's count of MULTIs the caller opened (by
@@ -617,6 +621,18 @@ func (run *fzRun) batch(t *testing.T, hook, ref fzTarget, r *fzReader, tx bool) 
 	}
 	if run.multi == multiNone {
 		run.flushedInMulti = false
+	}
+	// A typed command whose reply go-redis cannot parse (a table read into
+	// an IntCmd) ends the batch's reading there and closes the connection,
+	// so whether the server ran the commands after it depends on how much
+	// of the batch it had read by then (a 1 MB body), with or without the
+	// hook: only the batch's last command may be typed.
+	for i := range ops[:max(len(ops)-1, 0)] {
+		if ops[i].typed != 0 {
+			ops[i].typed = 0
+			ops[i].desc = strings.TrimPrefix(strings.TrimPrefix(ops[i].desc, "(IntCmd) "), "(StringCmd) ")
+			desc[i] = ops[i].desc
+		}
 	}
 	if !tx {
 		fzRegions(ops)
