@@ -70,7 +70,7 @@ func (e *engine) runFCall(ctx context.Context, cmd redis.Cmder, sc *scriptCall, 
 		_, gen = e.srv.holds(lib)
 	}
 	err := next(ctx, cmd)
-	if !isNoFunction(err) || lib.forge || lib.echoes && fnArgsForge(cmd.Args()[3:]) {
+	if !isNoFunction(err) || lib.mayForge(cmd.Args()) {
 		// Done; or the function's own error reply could read like the
 		// server's "Function not found": the caller gets it as it is.
 		return err
@@ -184,24 +184,14 @@ func (c fnListCmd) holds(lib *library, function string) bool {
 // loaded (the cost: a second FUNCTION LOAD on this server, once).
 func (e *engine) fcallInLoad(ctx context.Context, cmd redis.Cmder, lib *library, next redis.ProcessHook, r *run) error {
 	err := next(ctx, cmd)
-	if !isNoFunction(err) || lib.forge || lib.echoes && fnArgsForge(cmd.Args()[3:]) || !e.srv.mayLoadFns() {
+	if !isNoFunction(err) || lib.mayForge(cmd.Args()) || !e.srv.mayLoadFns() {
 		return err
 	}
 	function, _ := fnNameArg(cmd.Args()[1])
 	if present, known := e.fnPresent(ctx, lib, function, next); present || !known {
 		return err // the function's own reply, or no telling (see runFCall)
 	}
-	c := newFnLoadCmd(e.sh, lib)
-	c.active.Store(true)
-	lerr := next(ctx, c)
-	c.active.Store(false)
-	if lerr == nil {
-		lerr = c.Err()
-	}
-	r.bodies++
-	e.sh.fns.loads.Add(1)
-	e.sh.stats.bodiesSent.Add(1)
-	if lerr != nil {
+	if lerr := e.sendFnLoad(ctx, lib, next, r); lerr != nil {
 		// The outer load meets the same refusal and learns from it.
 		e.sh.fns.passed.Add(1)
 		cmd.SetErr(err)
@@ -302,26 +292,48 @@ func (e *engine) loadLibrary(ctx context.Context, lib *library, next redis.Proce
 // sendLoad sends the hook's FUNCTION LOAD REPLACE of lib for the flight f
 // it owns, and finishes the flight.
 func (e *engine) sendLoad(ctx context.Context, f *fnFlight, lib *library, next redis.ProcessHook, r *run) error {
+	err := e.sendFnLoad(context.WithValue(ctx, inLoadKey{}, f), lib, next, r)
+	e.learnFnLoad(err)
+	e.srv.finishLoad(f, err)
+	return f.err
+}
+
+// sendFnLoad sends one FUNCTION LOAD REPLACE of lib as a single command
+// and returns its outcome, counted in Stats and in r. A READONLY reply's
+// closed connection is taken back (see readOnlyClosed).
+func (e *engine) sendFnLoad(ctx context.Context, lib *library, next redis.ProcessHook, r *run) error {
 	c := newFnLoadCmd(e.sh, lib)
 	c.active.Store(true)
-	err := next(context.WithValue(ctx, inLoadKey{}, f), c)
+	err := next(ctx, c)
 	c.active.Store(false)
+	if err == nil {
+		err = c.Err()
+	}
 	if isReadOnly(err) {
 		e.srv.readOnlyClosed()
 	}
 	r.bodies++
-	e.settleFnLoad(f, c, err)
-	return f.err
+	e.sh.fns.loads.Add(1)
+	e.sh.stats.bodiesSent.Add(1)
+	return err
 }
 
-// settleFnLoad reads the reply to the hook's FUNCTION LOAD, learns what it
-// says of the server, and finishes the load for its waiters.
+// settleFnLoad reads the reply to the hook's FUNCTION LOAD sent in a batch,
+// counts it, learns what it says of the server, and finishes the load for
+// its waiters.
 func (e *engine) settleFnLoad(f *fnFlight, c *fnLoadCmd, err error) {
 	if err == nil {
 		err = c.Err()
 	}
 	e.sh.fns.loads.Add(1)
 	e.sh.stats.bodiesSent.Add(1)
+	e.learnFnLoad(err)
+	e.srv.finishLoad(f, err)
+}
+
+// learnFnLoad learns from the outcome of one of the hook's loads what the
+// server lets the user do and whether it is a replica.
+func (e *engine) learnFnLoad(err error) {
 	switch {
 	case err == nil:
 		e.srv.learn(capFunctionLoad, true)
@@ -334,5 +346,4 @@ func (e *engine) settleFnLoad(f *fnFlight, c *fnLoadCmd, err error) {
 	case isRedisError(err):
 		e.srv.learn(capFunctionLoad, true)
 	}
-	e.srv.finishLoad(f, err)
 }

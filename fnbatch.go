@@ -115,23 +115,18 @@ func (e *engine) txMayLoadFns() bool {
 
 // fnCarrying reports whether the batch loads lib already.
 func (p *batchPlan) fnCarrying(lib *library) bool {
-	for _, c := range p.fnLoads {
-		if c.cmd.lib == lib {
-			return true
-		}
-	}
-	for _, c := range p.fnAfter {
-		if c.cmd.lib == lib {
-			return true
-		}
-	}
-	return false
+	return carries(p.fnLoads, lib) || carries(p.fnAfter, lib)
+}
+
+// carries reports whether one of the loads cs is of lib.
+func carries(cs []*fnCarrier, lib *library) bool {
+	return slices.ContainsFunc(cs, func(c *fnCarrier) bool { return c.cmd.lib == lib })
 }
 
 // fnForges reports an FCALL whose function's own error reply could read
 // like "Function not found": it gets no load and no repair.
 func (it *item) fnForges() bool {
-	return it.lib.forge || it.lib.echoes && fnArgsForge(it.orig.Args()[3:])
+	return it.lib.mayForge(it.orig.Args())
 }
 
 // settleFns reads the replies to the batch's loads and calls: a call
@@ -205,7 +200,7 @@ func (e *engine) loadAfterTx(ctx context.Context, p *batchPlan, next redis.Proce
 	}
 	for i := range p.items {
 		it := &p.items[i]
-		if !it.k.isFCall() || it.lib == nil || slices.ContainsFunc(p.fnAfter, func(c *fnCarrier) bool { return c.cmd.lib == it.lib }) {
+		if !it.k.isFCall() || it.lib == nil || carries(p.fnAfter, it.lib) {
 			continue
 		}
 		// A load the transaction carried and lost (EXECABORT, WATCH)

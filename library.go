@@ -18,12 +18,18 @@ type library struct {
 	// funcs are the names of the functions the code registers by a literal
 	// name, in lower case (Redis looks function names up ignoring case).
 	funcs []string
-	// load is the hook's FUNCTION LOAD REPLACE of the code, boxed once.
-	load []interface{}
 	// forge: the code's own error replies could read like the server's
 	// "Function not found" (see forgeable); echoes: it builds error
 	// replies from strings it is given.
 	forge, echoes bool
+}
+
+// mayForge reports whether a call of one of the library's functions with
+// the arguments of args (the whole FCALL) could answer "Function not found"
+// itself: the code holds that text, or it builds error replies from
+// strings and an argument holds it. Such a call gets no repair.
+func (l *library) mayForge(args []interface{}) bool {
+	return l.forge || l.echoes && len(args) > 3 && fnArgsForge(args[3:])
 }
 
 // libraries is a Hook's registered function libraries. Reads (one per
@@ -84,7 +90,6 @@ func (ls *libraries) register(code string) (*library, error) {
 		}
 	}
 	l := &library{name: name, code: strings.Clone(code), funcs: funcs}
-	l.load = []interface{}{"function", "load", "replace", l.code}
 	l.forge, l.echoes = containsFold(code, "not found"), strings.Contains(code, "err")
 	if old != nil {
 		for _, f := range old.funcs {
@@ -132,8 +137,7 @@ func libraryName(code string) (string, error) {
 		return "", fmt.Errorf("scripthook: library header %q gives no name (want \"#!lua name=<library>\")", "#!"+line)
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+		if !isIdent(name[i]) {
 			return "", fmt.Errorf("scripthook: library name %q may hold only letters, digits and underscores", name)
 		}
 	}

@@ -103,7 +103,8 @@ func newLoadCmd(sh *shared, s *script) *loadCmd {
 }
 
 // fnLoadCmd is the hook's own FUNCTION LOAD REPLACE of a registered
-// library, never the caller's.
+// library, never the caller's. Each has arguments of its own, as newLoadCmd's:
+// a hook after this one may rewrite a command's arguments in place.
 type fnLoadCmd struct {
 	*redis.StringCmd
 	lib *library
@@ -111,7 +112,7 @@ type fnLoadCmd struct {
 }
 
 func newFnLoadCmd(sh *shared, lib *library) *fnLoadCmd {
-	c := &fnLoadCmd{StringCmd: redis.NewStringCmd(context.Background(), lib.load...), lib: lib}
+	c := &fnLoadCmd{StringCmd: redis.NewStringCmd(context.Background(), "function", "load", "replace", lib.code), lib: lib}
 	c.owner = sh
 	return c
 }
