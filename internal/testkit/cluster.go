@@ -433,9 +433,10 @@ func NoScriptSeen(l *Ledger) int {
 	return n
 }
 
-// LedgerLoad runs LedgerScript calls on a client until stopped: each worker
+// LedgerLoad runs ledger calls on a client until stopped: each worker
 // loops over a single call, a pipeline of four calls over several tags and
-// a transaction of two calls on one tag, filing every call in L.
+// (unless the load was started without) a transaction of two calls on one
+// tag, filing every call in L.
 type LedgerLoad struct {
 	L    *Ledger
 	done chan struct{}
@@ -443,11 +444,30 @@ type LedgerLoad struct {
 	wg   sync.WaitGroup
 }
 
+// LedgerCall queues or runs one ledger call of id on tag's ledger key
+// (LedgerScript by EVAL, or a function that does the same).
+type LedgerCall func(ctx context.Context, c redis.Cmdable, tag, id string) *redis.Cmd
+
+// evalLedger is LedgerScript by EVAL.
+func evalLedger(ctx context.Context, c redis.Cmdable, tag, id string) *redis.Cmd {
+	return c.Eval(ctx, LedgerScript, []string{LedgerKey(tag)}, id)
+}
+
 // StartLedgerLoad starts workers goroutines on c, spreading their calls
-// over tags; call ids start with prefix.
+// (LedgerScript by EVAL) over tags; call ids start with prefix.
 func StartLedgerLoad(t testing.TB, c redis.UniversalClient, tags []string, workers int, prefix string) *LedgerLoad {
+	return StartLedgerLoadOf(t, c, tags, workers, prefix, evalLedger, true)
+}
+
+// StartLedgerLoadOf is StartLedgerLoad with the ledger call given, and
+// transactions only when tx.
+func StartLedgerLoadOf(t testing.TB, c redis.UniversalClient, tags []string, workers int, prefix string, call LedgerCall, tx bool) *LedgerLoad {
 	w := &LedgerLoad{L: NewLedger(), done: make(chan struct{})}
 	ctx := context.Background()
+	kinds := 2
+	if tx {
+		kinds = 3
+	}
 	for n := 0; n < workers; n++ {
 		w.wg.Add(1)
 		go func() {
@@ -460,31 +480,30 @@ func StartLedgerLoad(t testing.TB, c redis.UniversalClient, tags []string, worke
 				}
 				id := fmt.Sprintf("%s%d-%d", prefix, n, i)
 				tag := tags[(n+i)%len(tags)]
-				switch i % 3 {
+				switch i % kinds {
 				case 0:
-					w.L.RecordCmd(t, tag, id, c.Eval(ctx, LedgerScript, []string{LedgerKey(tag)}, id))
+					w.L.RecordCmd(t, tag, id, call(ctx, c, tag, id))
 				case 1:
 					var calls []*redis.Cmd
 					_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 						for j := 0; j < 4; j++ {
-							tag := tags[(n+i+j)%len(tags)]
-							calls = append(calls, p.Eval(ctx, LedgerScript, []string{LedgerKey(tag)}, fmt.Sprint(id, "-", j)))
+							calls = append(calls, call(ctx, p, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j)))
 						}
 						return nil
 					})
-					for j, call := range calls {
-						w.L.RecordCmd(t, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j), call)
+					for j, cmd := range calls {
+						w.L.RecordCmd(t, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j), cmd)
 					}
 				case 2:
 					var calls []*redis.Cmd
 					_, _ = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 						for j := 0; j < 2; j++ {
-							calls = append(calls, p.Eval(ctx, LedgerScript, []string{LedgerKey(tag)}, fmt.Sprint(id, "-", j)))
+							calls = append(calls, call(ctx, p, tag, fmt.Sprint(id, "-", j)))
 						}
 						return nil
 					})
-					for j, call := range calls {
-						w.L.RecordCmd(t, tag, fmt.Sprint(id, "-", j), call)
+					for j, cmd := range calls {
+						w.L.RecordCmd(t, tag, fmt.Sprint(id, "-", j), cmd)
 					}
 				}
 			}

@@ -286,73 +286,10 @@ func inServers(addr string, servers []*redistest.Server) bool {
 	return false
 }
 
-// fnLoad runs fledger calls on a client until stopped: each worker
-// alternates a single call and a pipeline of four calls over several tags
-// (and, with tx, a transaction of two calls on one tag), filing every call
-// in L.
-type fnLoad struct {
-	L    *testkit.Ledger
-	done chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
-}
-
-func startFnLoad(t testing.TB, c redis.UniversalClient, tags []string, workers int, prefix string, tx bool) *fnLoad {
-	w := &fnLoad{L: testkit.NewLedger(), done: make(chan struct{})}
-	ctx := context.Background()
-	kinds := 2
-	if tx {
-		kinds = 3
-	}
-	for n := 0; n < workers; n++ {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-w.done:
-					return
-				default:
-				}
-				id := fmt.Sprintf("%s%d-%d", prefix, n, i)
-				tag := tags[(n+i)%len(tags)]
-				switch i % kinds {
-				case 0:
-					w.L.RecordCmd(t, tag, id, fnCall(ctx, c, tag, id))
-				case 1:
-					var calls []*redis.Cmd
-					_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
-						for j := 0; j < 4; j++ {
-							calls = append(calls, fnCall(ctx, p, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j)))
-						}
-						return nil
-					})
-					for j, call := range calls {
-						w.L.RecordCmd(t, tags[(n+i+j)%len(tags)], fmt.Sprint(id, "-", j), call)
-					}
-				case 2:
-					var calls []*redis.Cmd
-					_, _ = c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-						for j := 0; j < 2; j++ {
-							calls = append(calls, fnCall(ctx, p, tag, fmt.Sprint(id, "-", j)))
-						}
-						return nil
-					})
-					for j, call := range calls {
-						w.L.RecordCmd(t, tag, fmt.Sprint(id, "-", j), call)
-					}
-				}
-			}
-		}()
-	}
-	t.Cleanup(w.Stop)
-	return w
-}
-
-// Stop ends the load and waits for its workers; it is idempotent.
-func (w *fnLoad) Stop() {
-	w.once.Do(func() { close(w.done) })
-	w.wg.Wait()
+// startFnLoad is testkit's ledger load with fledger calls (FCALL) in place
+// of EVALs, and transactions only when tx.
+func startFnLoad(t testing.TB, c redis.UniversalClient, tags []string, workers int, prefix string, tx bool) *testkit.LedgerLoad {
+	return testkit.StartLedgerLoadOf(t, c, tags, workers, prefix, fnCall, tx)
 }
 
 // notFoundSeen counts the calls of the ledger that got "Function not
